@@ -1,0 +1,20 @@
+"""Torch-only ops of self-supervised video pretraining (DSM, BE / TBE)."""
+from .background_erasing import background_erasing
+from .bn_inception_i3d import BNInceptionI3D
+from .losses import dsm_triplet_loss, infonce_with_extra_negative, temporal_consistency_loss
+from .momentum_update import momentum_update
+from .projection_head import ProjectionHead
+from .queue import concat_all_gather, enqueue_wraparound
+from .retrieval import retrieval_recall
+from .spatial_disturbance import push_warp, random_push_params, tps_solve, tps_transform, tps_warp
+from .temporal_disturbance import (reverse_time, sample_anchor_and_negative, temporal_eda,
+                                   window_indices)
+from .video_contrastive import MODES, ContrastiveConfig, disturb, video_contrastive_loss
+
+__all__ = [
+    'background_erasing', 'BNInceptionI3D', 'dsm_triplet_loss', 'infonce_with_extra_negative',
+    'temporal_consistency_loss', 'momentum_update', 'ProjectionHead', 'concat_all_gather',
+    'enqueue_wraparound', 'retrieval_recall', 'push_warp', 'random_push_params', 'tps_solve',
+    'tps_transform', 'tps_warp', 'reverse_time', 'sample_anchor_and_negative', 'temporal_eda',
+    'window_indices', 'MODES', 'ContrastiveConfig', 'disturb', 'video_contrastive_loss'
+]
