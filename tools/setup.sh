@@ -83,8 +83,28 @@ else
 fi
 
 step "hosts and mm-ext (pip install -e .)"
-run_logged install "read the log; a pinned version may be unavailable from your index" \
-  "${PIP[@]}" install -e ".[dev]"
+if [ -n "$TORCH_SPEC" ]; then
+  run_logged install "read the log; a pinned version may be unavailable from your index" \
+    "${PIP[@]}" install -e ".[dev]"
+else
+  # Your own torch: install every dependency except torch/torchvision, then the package without deps.
+  mapfile -t reqs < <("$PY" - <<'PYEOF'
+import re, tomllib
+p = tomllib.load(open('pyproject.toml', 'rb'))['project']
+deps = p['dependencies'] + p['optional-dependencies']['dev']
+print('\n'.join(d for d in deps if re.split(r'[<>=!~ \[]', d)[0] not in ('torch', 'torchvision')))
+PYEOF
+)
+  run_logged install "read the log" "${PIP[@]}" install "${reqs[@]}"
+  run_logged install-self "read the log" "${PIP[@]}" install --no-deps -e .
+fi
+# mmengine pulls opencv-python and mmaction2 opencv-contrib-python: both write cv2/. Keep one (contrib,
+# a superset) so cv2 is not a mix of two wheels.
+if "$PY" -m pip show -q opencv-python >/dev/null 2>&1 && "$PY" -m pip show -q opencv-contrib-python >/dev/null 2>&1; then
+  cv=$("$PY" -m pip show opencv-contrib-python | awk '/^Version:/{print $2}')
+  run_logged opencv "reinstall by hand: pip uninstall -y opencv-python opencv-contrib-python && pip install --no-deps opencv-contrib-python" \
+    bash -c "'$PY' -m pip uninstall -q -y opencv-python opencv-contrib-python && '$PY' -m pip install -q --no-deps opencv-contrib-python==$cv"
+fi
 run_logged check "run: $PY -c 'import mm_ext, reid_ext' to see the error" \
   "$PY" -c 'import mm_ext, reid_ext, mmcv.ops, mmdet, mmaction, mmpretrain, torchreid; print("ok")'
 step "done in $(( $(date +%s) - t0 ))s; activate with: source $VENV/bin/activate"

@@ -62,6 +62,7 @@ def make_dataset(name: str, root=None, seed: int = 0, force: bool = False, **opt
     generate = getattr(importlib.import_module(module), func)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{name}-', dir=root))
+    os.chmod(tmp, 0o755)
     try:
         summary = generate(tmp, seed=seed, **options) or {}
         (tmp / STAMP).write_text(json.dumps({'request': wanted, 'summary': summary}, indent=1))

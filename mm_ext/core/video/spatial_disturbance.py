@@ -173,7 +173,7 @@ def warp_clips(clips: torch.Tensor, grid: torch.Tensor, mode: str = 'bilinear',
     frames = clips.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
     g = grid[:, None].expand(b, t, h, w, 2).reshape(b * t, h, w, 2)
     out = F.grid_sample(frames, g, mode=mode, padding_mode=padding_mode, align_corners=True)
-    return out.view(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+    return out.view(b, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
 
 
 def random_push_params(num: int = 1, size: int = 224, ref_size: int = 224,

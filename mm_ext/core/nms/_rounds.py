@@ -1,0 +1,220 @@
+"""Shared machinery of the score-rescoring NMS family (greedy, soft, adaptive, NOH).
+
+All members follow the same sequential rule: repeatedly pick the remaining
+candidate with the highest *current* score (ties: lowest index), then rescale
+the score of every remaining candidate it "affects" by a pair factor in
+[0, 1] and drop candidates whose score fell below ``min_score``. Only the pair
+factor differs between the methods.
+
+Instead of one Python step per pick, :func:`sequential_rescore` processes the
+picks in *rounds*. Sort the remaining candidates by current score; a candidate
+that no higher-ranked remaining candidate affects can never be rescaled again
+(scores only decrease, and only picked candidates rescale others), so it is
+certain to be picked with its current score. All such "safe" candidates of a
+round are picked together, their factors on the others are applied with one
+batched product, and the round repeats on the rest. The result equals the
+one-pick-at-a-time loop (up to float rounding in the order of the products),
+because the pick order equals the order of final scores (descending, ties by
+lowest index): a candidate picked earlier had, at its pick time, a score not
+below the later one's score at that time, which is not below its final score.
+
+Everything here is device-generic torch; there is no Python loop over pairs.
+"""
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ['pairwise_iou', 'overlap_pairs', 'check_inputs', 'sequential_rescore', 'EPS']
+
+#: Floor applied to box widths/heights and IoU unions (degenerate-box guard).
+EPS = 1e-6
+
+# factor_fn(src, dst, iou, flags) -> (factor (E,), new_flags (E,) bool or None)
+FactorFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tuple[Tensor, Optional[Tensor]]]
+
+
+def pairwise_iou(a: Tensor, b: Tensor, legacy_offset: bool = False) -> Tensor:
+    """IoU of every box of ``a`` with every box of ``b``.
+
+    Args:
+        a (Tensor): (M, 4) boxes (x1, y1, x2, y2).
+        b (Tensor): (K, 4) boxes (x1, y1, x2, y2).
+        legacy_offset (bool): add 1 to the widths/heights of the *areas* but not of
+            the intersection (the official NOH-NMS convention). Defaults to False
+            (mmdet/mmcv convention, no offset).
+
+    Returns:
+        Tensor: (M, K) IoU; 0 where the union is empty (degenerate boxes).
+    """
+    off = 1.0 if legacy_offset else 0.0
+    area_a = (a[:, 2] - a[:, 0] + off) * (a[:, 3] - a[:, 1] + off)
+    area_b = (b[:, 2] - b[:, 0] + off) * (b[:, 3] - b[:, 1] + off)
+    iw = (torch.minimum(a[:, None, 2], b[None, :, 2]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp_(min=0)
+    ih = (torch.minimum(a[:, None, 3], b[None, :, 3]) - torch.maximum(a[:, None, 1], b[None, :, 1])).clamp_(min=0)
+    inter = iw.mul_(ih)
+    union = (area_a[:, None] + area_b[None, :]).sub_(inter)
+    iou = inter / union
+    # empty or negative unions (degenerate boxes) never overlap anything
+    return iou.masked_fill_(~(union > 0), 0.0)
+
+
+def check_inputs(boxes: Tensor, scores: Tensor, **extra: Optional[Tensor]) -> None:
+    """Validate shapes/devices; raise ``ValueError`` naming the field and the fix."""
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'boxes must be a (N, 4) tensor of (x1, y1, x2, y2), got '
+                         f'{tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes)}')
+    n = boxes.shape[0]
+    if not isinstance(scores, Tensor) or scores.shape != (n,):
+        raise ValueError(f'scores must be a ({n},) tensor matching boxes, got '
+                         f'{tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)}; '
+                         'pass one score per box (squeeze a trailing dim)')
+    for name, t in extra.items():
+        if t is None:
+            continue
+        want = (n, 4) if name.endswith('boxes') else (n,)
+        if not isinstance(t, Tensor) or tuple(t.shape) != want:
+            raise ValueError(f'{name} must be a {want} tensor (one entry per box), got '
+                             f'{tuple(t.shape) if isinstance(t, Tensor) else type(t)}')
+        if t.device != boxes.device:
+            raise ValueError(f'{name} is on {t.device} but boxes are on {boxes.device}; '
+                             'move all inputs to one device')
+    if scores.device != boxes.device:
+        raise ValueError(f'scores are on {scores.device} but boxes are on {boxes.device}; '
+                         'move all inputs to one device')
+
+
+def overlap_pairs(boxes: Tensor, min_thr: float, legacy_offset: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    """All unordered pairs of boxes whose IoU exceeds ``min_thr``, without an N x N matrix.
+
+    Candidates come from a sweep over boxes sorted by x1: the IoU of two boxes is at
+    most the 1-D IoU of their x-intervals, so IoU > t needs an x-overlap above
+    t / (1 + t) of the earlier box's width, i.e. ``x1_j < x2_i - w_i t / (1 + t)``.
+    The exact IoU is then computed on the candidates only.
+
+    Args:
+        boxes (Tensor): (N, 4) boxes (x1, y1, x2, y2) with finite coordinates.
+        min_thr (float): keep pairs with IoU > this (>= 0).
+        legacy_offset (bool): see :func:`pairwise_iou`. Defaults to False.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: ``u`` (P,), ``v`` (P,) int64 box indices
+        (u != v, each unordered pair once) and their IoU (P,).
+    """
+    n = boxes.shape[0]
+    dev = boxes.device
+    x1s, order = torch.sort(boxes[:, 0], stable=True)
+    x1, y1, x2, y2 = boxes.index_select(0, order).t().contiguous()
+    t = max(float(min_thr), 0.0)
+    reach = x2 - (x2 - x1).clamp(min=0) * (t / (1.0 + t))
+    hi = torch.searchsorted(x1s, reach, side='left')
+    start = torch.arange(1, n + 1, device=dev)
+    count = (hi - start).clamp_(min=0)
+    total = int(count.sum())
+    if total == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        return empty, empty, boxes.new_zeros(0)
+    first = torch.repeat_interleave(torch.arange(n, device=dev), count, output_size=total)
+    # position of each candidate inside its run, shifted to the run's first partner
+    shift = start - (torch.cumsum(count, 0) - count)
+    second = torch.arange(total, device=dev) + shift.index_select(0, first)
+    off = 1.0 if legacy_offset else 0.0
+    area = (x2 - x1 + off) * (y2 - y1 + off)
+    x2f, x2s = x2.index_select(0, first), x2.index_select(0, second)
+    iw = (torch.minimum(x2f, x2s) - x1.index_select(0, second)).clamp_(min=0)  # x1 ascending
+    y1f, y1s = y1.index_select(0, first), y1.index_select(0, second)
+    y2f, y2s = y2.index_select(0, first), y2.index_select(0, second)
+    ih = (torch.minimum(y2f, y2s) - torch.maximum(y1f, y1s)).clamp_(min=0)
+    inter = iw.mul_(ih)
+    union = area.index_select(0, first).add_(area.index_select(0, second)).sub_(inter)
+    iou = inter.div_(union).masked_fill_(~(union > 0), 0.0)
+    m = (iou > min_thr).nonzero().squeeze(1)
+    return (order.index_select(0, first.index_select(0, m)),
+            order.index_select(0, second.index_select(0, m)), iou.index_select(0, m))
+
+
+def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, factor_fn: FactorFn,
+                       min_score: float = 0.0, max_num: int = -1,
+                       legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
+    """Run the pick-and-rescore loop in rounds (see the module docstring).
+
+    Args:
+        boxes (Tensor): (N, 4) boxes (x1, y1, x2, y2).
+        scores (Tensor): (N,) initial scores.
+        row_thr (Tensor): (N,) per-box IoU threshold: picked box i affects remaining
+            box j iff IoU(b_i, b_j) > row_thr[i].
+        factor_fn (callable): ``factor_fn(src, dst, iou, flags)`` with ``src`` (E,)
+            picked indices, ``dst`` (E,) affected remaining indices, ``iou`` (E,) their
+            IoU and ``flags`` (N,) the bool flag state; returns the (E,) score factors
+            and an (E,) bool mask of ``dst`` flags to set (or None).
+        min_score (float): candidates whose score falls below it are dropped. Defaults to 0.
+        max_num (int): keep at most this many (highest final score); <= 0 keeps all.
+            Defaults to -1.
+        legacy_iou_offset (bool): see :func:`pairwise_iou`. Defaults to False.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``keep`` (K,) int64 indices into ``boxes`` and their
+        final scores (K,), in pick order (final score descending, ties by lowest index).
+        Boxes with a non-finite coordinate or score are never kept.
+
+    Note:
+        An edge acts only from the higher-ranked to the lower-ranked box of a round.
+        This is exact when the relation is symmetric (a single threshold) or when the
+        factors are 0 (Adaptive-NMS): a lower box that acts on a higher one would then
+        be blocked itself, or the higher one is never rescaled and is picked first.
+    """
+    device = boxes.device
+    n = boxes.shape[0]
+    cur = scores.clone()
+    alive = torch.isfinite(cur) & torch.isfinite(boxes).all(1) & (cur >= min_score)
+    flags = torch.zeros(n, dtype=torch.bool, device=device)
+    idx = alive.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return idx, scores.new_zeros(0)
+    u, v, iou = overlap_pairs(boxes.index_select(0, idx), float(row_thr.index_select(0, idx).min()),
+                              legacy_iou_offset)
+    u, v = idx.index_select(0, u), idx.index_select(0, v)
+    uniform_thr = bool((row_thr == row_thr[0]).all())
+    rank = torch.zeros(n, dtype=torch.long, device=device)
+    picked, picked_scores = [], []
+    while idx.numel() > 0:
+        order = torch.sort(cur.index_select(0, idx), descending=True, stable=True).indices
+        rank.index_copy_(0, idx.index_select(0, order), torch.arange(idx.numel(), device=device))
+        up = rank.index_select(0, u) < rank.index_select(0, v)
+        src = torch.where(up, u, v)
+        dst = torch.where(up, v, u)
+        ed_iou = iou
+        if not uniform_thr:  # Adaptive-NMS: an edge acts only above its source's threshold
+            act = (iou > row_thr.index_select(0, src)).nonzero().squeeze(1)
+            src, dst, ed_iou = src.index_select(0, act), dst.index_select(0, act), iou.index_select(0, act)
+        blocked = torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, dst, True)
+        safe = alive & ~blocked
+        rows = safe.nonzero().squeeze(1)
+        picked.append(rows)
+        picked_scores.append(cur.index_select(0, rows))
+        alive &= blocked
+        if dst.numel() == 0:
+            break
+        from_safe = safe.index_select(0, src).nonzero().squeeze(1)
+        s_src, s_dst = src.index_select(0, from_safe), dst.index_select(0, from_safe)
+        factor, new_flags = factor_fn(s_src, s_dst, ed_iou.index_select(0, from_safe), flags)
+        cur.scatter_reduce_(0, s_dst, factor, 'prod')
+        if new_flags is not None:
+            flags.index_fill_(0, s_dst.index_select(0, new_flags.nonzero().squeeze(1)), True)
+        alive &= cur >= min_score  # NaN compares False: dropped
+        idx = alive.nonzero().squeeze(1)
+        keep_edge = (alive.index_select(0, u) & alive.index_select(0, v)).nonzero().squeeze(1)
+        u, v, iou = u.index_select(0, keep_edge), v.index_select(0, keep_edge), iou.index_select(0, keep_edge)
+    if not picked:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, scores.new_zeros(0)
+    keep = torch.cat(picked)
+    final = torch.cat(picked_scores)
+    # pick order == (final score desc, index asc): sort by index, then stable by score
+    by_idx = torch.sort(keep).indices
+    keep, final = keep[by_idx], final[by_idx]
+    order = torch.sort(final, descending=True, stable=True).indices
+    keep, final = keep[order], final[order]
+    if max_num is not None and max_num > 0:
+        keep, final = keep[:max_num], final[:max_num]
+    return keep, final

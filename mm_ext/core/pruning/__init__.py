@@ -1,0 +1,24 @@
+"""Stripe-wise pruning with a Filter Skeleton (PFF / SWP).
+
+`Pruning Filter in Filter <https://arxiv.org/abs/2009.14410>`_ (NeurIPS 2020).
+Torch-only core: the Filter-Skeleton conv and model surgery, the training-time
+skeleton update, the stripe-wise pruned conv (fast, exact) and the physical
+pruning of a trained model.
+"""
+from .filter_skeleton_conv import FilterSkeletonConv2d, stripe_ineligibility
+from .surgery import equip_filter_skeleton, unequip_filter_skeleton, filter_skeleton_convs
+from .stripe_conv import StripeConv2d, masked_conv2d
+from .pruned_conv import PrunedConv2d
+from .channel_graph import ChannelGroup, trace_channel_groups
+from .skeleton_update import (add_l1_sign_grad, fs_l1_penalty, threshold_skeleton, mask_bn_by_liveness,
+                              zero_dead_momentum)
+from .prune import (prune_filter_skeleton, stripe_masks, reshape_to_state_dict, count_params_flops,
+                    synthetic_skeleton)
+
+__all__ = [
+    'FilterSkeletonConv2d', 'stripe_ineligibility', 'equip_filter_skeleton', 'unequip_filter_skeleton',
+    'filter_skeleton_convs', 'StripeConv2d', 'masked_conv2d', 'PrunedConv2d', 'ChannelGroup',
+    'trace_channel_groups', 'add_l1_sign_grad', 'fs_l1_penalty', 'threshold_skeleton', 'mask_bn_by_liveness',
+    'zero_dead_momentum', 'prune_filter_skeleton', 'stripe_masks', 'reshape_to_state_dict',
+    'count_params_flops', 'synthetic_skeleton'
+]

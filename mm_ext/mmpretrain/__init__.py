@@ -1,0 +1,2 @@
+"""mmpretrain adapters; importing this module registers them (``custom_imports``)."""
+from . import datasets  # noqa: F401

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train with any mm host's config (mmdet, mmaction2, mmpretrain; scope from ``default_scope``).
+
+    python tools/train.py configs/mmpretrain/resnet18_digits-cifar.py --work-dir work_dirs/r18
+    python tools/train.py CONFIG --resume                 # resume the latest checkpoint in work_dir
+    python tools/train.py CONFIG --resume path/epoch_3.pth
+    bash tools/dist_train.sh CONFIG 2                     # DDP (GPU: nccl; CPU: gloo)
+"""
+import argparse
+import os
+import sys
+
+import mm_ext  # noqa: F401  compat fixes (safe checkpoint loading on torch >= 2.6, ...)
+from mm_ext.engine import init_cpu_distributed, prepare_cfg
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description='Train a model (mmdet / mmaction2 / mmpretrain config)')
+    p.add_argument('config', help='train config file path')
+    p.add_argument('--work-dir', help='the dir to save logs and models')
+    p.add_argument('--resume', nargs='?', type=str, const='auto',
+                   help='resume from the given checkpoint, or from the latest one in work_dir')
+    p.add_argument('--amp', action='store_true',
+                   help='mixed precision (fp16 AmpOptimWrapper on GPU, bfloat16 autocast on CPU)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config settings, key=value (e.g. train_cfg.max_epochs=2)')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    if not os.path.isfile(args.config):
+        raise SystemExit(f'train.py: config file {args.config!r} not found')
+    cfg = prepare_cfg(Config.fromfile(args.config), args)
+    init_cpu_distributed(args.launcher)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
