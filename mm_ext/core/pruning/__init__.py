@@ -5,6 +5,7 @@ Torch-only core: the Filter-Skeleton conv and model surgery, the training-time
 skeleton update, the stripe-wise pruned conv (fast, exact) and the physical
 pruning of a trained model.
 """
+from .cifar_nets import CIFAR_VGG16_CFG, CifarBasicBlock, CifarResNet, CifarVGG
 from .filter_skeleton_conv import FilterSkeletonConv2d, stripe_ineligibility
 from .surgery import equip_filter_skeleton, unequip_filter_skeleton, filter_skeleton_convs
 from .stripe_conv import StripeConv2d, masked_conv2d
@@ -12,13 +13,14 @@ from .pruned_conv import PrunedConv2d
 from .channel_graph import ChannelGroup, trace_channel_groups
 from .skeleton_update import (add_l1_sign_grad, fs_l1_penalty, threshold_skeleton, mask_bn_by_liveness,
                               zero_dead_momentum)
-from .prune import (prune_filter_skeleton, stripe_masks, reshape_to_state_dict, count_params_flops,
-                    synthetic_skeleton)
+from .prune import (fold_filter_skeleton, prune_filter_skeleton, stripe_masks, reshape_to_state_dict,
+                    count_params_flops)
 
 __all__ = [
+    'CIFAR_VGG16_CFG', 'CifarBasicBlock', 'CifarResNet', 'CifarVGG',
     'FilterSkeletonConv2d', 'stripe_ineligibility', 'equip_filter_skeleton', 'unequip_filter_skeleton',
     'filter_skeleton_convs', 'StripeConv2d', 'masked_conv2d', 'PrunedConv2d', 'ChannelGroup',
     'trace_channel_groups', 'add_l1_sign_grad', 'fs_l1_penalty', 'threshold_skeleton', 'mask_bn_by_liveness',
     'zero_dead_momentum', 'prune_filter_skeleton', 'stripe_masks', 'reshape_to_state_dict',
-    'count_params_flops', 'synthetic_skeleton'
+    'count_params_flops', 'fold_filter_skeleton'
 ]
