@@ -30,8 +30,8 @@ __all__ = ['pairwise_iou', 'overlap_pairs', 'check_inputs', 'sequential_rescore'
 #: Floor applied to box widths/heights and IoU unions (degenerate-box guard).
 EPS = 1e-6
 
-# factor_fn(src, dst, iou, flags) -> (factor (E,), new_flags (E,) bool or None)
-FactorFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tuple[Tensor, Optional[Tensor]]]
+# edge_fn(u, v, iou) -> (factor u->v, factor v->u, flag u->v or None, flag v->u or None), each (E,)
+EdgeFn = Callable[[Tensor, Tensor, Tensor], Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]]
 
 
 def pairwise_iou(a: Tensor, b: Tensor, legacy_offset: bool = False) -> Tensor:
@@ -133,20 +133,26 @@ def overlap_pairs(boxes: Tensor, min_thr: float, legacy_offset: bool = False) ->
             order.index_select(0, second.index_select(0, m)), iou.index_select(0, m))
 
 
-def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, factor_fn: FactorFn,
-                       min_score: float = 0.0, max_num: int = -1,
+def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Tensor,
+                       edge_fn: Optional[EdgeFn] = None, min_score: float = 0.0, max_num: int = -1,
                        legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
     """Run the pick-and-rescore loop in rounds (see the module docstring).
+
+    When box i is picked it acts on every remaining box j with
+    IoU(b_i, b_j) > ``row_thr[i]``: if ``gate[i]`` and i is not flagged, j's score
+    is multiplied by the pair factor of ``edge_fn`` (and j is flagged where the
+    pair's flag is set); otherwise j's score is zeroed (greedy suppression).
 
     Args:
         boxes (Tensor): (N, 4) boxes (x1, y1, x2, y2).
         scores (Tensor): (N,) initial scores.
-        row_thr (Tensor): (N,) per-box IoU threshold: picked box i affects remaining
-            box j iff IoU(b_i, b_j) > row_thr[i].
-        factor_fn (callable): ``factor_fn(src, dst, iou, flags)`` with ``src`` (E,)
-            picked indices, ``dst`` (E,) affected remaining indices, ``iou`` (E,) their
-            IoU and ``flags`` (N,) the bool flag state; returns the (E,) score factors
-            and an (E,) bool mask of ``dst`` flags to set (or None).
+        row_thr (Tensor): (N,) per-box IoU threshold of the picked box.
+        gate (Tensor): (N,) bool, which boxes rescale instead of suppressing.
+        edge_fn (callable, optional): ``edge_fn(u, v, iou)`` for E overlapping pairs
+            given as (E,) index tensors and their (E,) IoU; returns the factors of
+            u acting on v and of v acting on u, (E,) each in the dtype of ``scores``,
+            and the matching (E,) bool flag masks (or None for no flags). Only called
+            when some ``gate`` is set.
         min_score (float): candidates whose score falls below it are dropped. Defaults to 0.
         max_num (int): keep at most this many (highest final score); <= 0 keeps all.
             Defaults to -1.
@@ -167,26 +173,34 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, factor_fn
     n = boxes.shape[0]
     cur = scores.clone()
     alive = torch.isfinite(cur) & torch.isfinite(boxes).all(1) & (cur >= min_score)
-    flags = torch.zeros(n, dtype=torch.bool, device=device)
     idx = alive.nonzero().squeeze(1)
     if idx.numel() == 0:
         return idx, scores.new_zeros(0)
     u, v, iou = overlap_pairs(boxes.index_select(0, idx), float(row_thr.index_select(0, idx).min()),
                               legacy_iou_offset)
-    u, v = idx.index_select(0, u), idx.index_select(0, v)
+    uv = torch.stack([idx.index_select(0, u), idx.index_select(0, v)], 1)  # (E, 2)
     uniform_thr = bool((row_thr == row_thr[0]).all())
+    rescaling = bool(gate.any()) and edge_fn is not None
+    flags = torch.zeros(n, dtype=torch.bool, device=device)
+    has_flags = False
+    if rescaling:
+        f_uv, f_vu, g_uv, g_vu = edge_fn(uv[:, 0], uv[:, 1], iou)
+        has_flags = g_uv is not None
+        cols = [f_uv, f_vu] + ([g_uv.to(f_uv.dtype), g_vu.to(f_uv.dtype)] if has_flags else [])
+        attr = torch.stack(cols, 1)  # (E, 2 or 4) per-edge factors (and flags)
     rank = torch.zeros(n, dtype=torch.long, device=device)
     picked, picked_scores = [], []
     while idx.numel() > 0:
         order = torch.sort(cur.index_select(0, idx), descending=True, stable=True).indices
         rank.index_copy_(0, idx.index_select(0, order), torch.arange(idx.numel(), device=device))
+        u, v = uv[:, 0], uv[:, 1]
         up = rank.index_select(0, u) < rank.index_select(0, v)
         src = torch.where(up, u, v)
         dst = torch.where(up, v, u)
-        ed_iou = iou
+        sel = None
         if not uniform_thr:  # Adaptive-NMS: an edge acts only above its source's threshold
-            act = (iou > row_thr.index_select(0, src)).nonzero().squeeze(1)
-            src, dst, ed_iou = src.index_select(0, act), dst.index_select(0, act), iou.index_select(0, act)
+            sel = (iou > row_thr.index_select(0, src)).nonzero().squeeze(1)
+            src, dst, up = src.index_select(0, sel), dst.index_select(0, sel), up.index_select(0, sel)
         blocked = torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, dst, True)
         safe = alive & ~blocked
         rows = safe.nonzero().squeeze(1)
@@ -197,24 +211,32 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, factor_fn
             break
         from_safe = safe.index_select(0, src).nonzero().squeeze(1)
         s_src, s_dst = src.index_select(0, from_safe), dst.index_select(0, from_safe)
-        factor, new_flags = factor_fn(s_src, s_dst, ed_iou.index_select(0, from_safe), flags)
-        cur.scatter_reduce_(0, s_dst, factor, 'prod')
-        if new_flags is not None:
-            flags.index_fill_(0, s_dst.index_select(0, new_flags.nonzero().squeeze(1)), True)
+        if rescaling:
+            e = from_safe if sel is None else sel.index_select(0, from_safe)
+            a = attr.index_select(0, e)
+            s_up = up.index_select(0, from_safe)
+            on = gate.index_select(0, s_src) & ~flags.index_select(0, s_src)
+            factor = torch.where(s_up, a[:, 0], a[:, 1])
+            factor = torch.where(on, factor, torch.zeros_like(factor))
+            cur.scatter_reduce_(0, s_dst, factor, 'prod')
+            if has_flags:
+                set_flag = on & (torch.where(s_up, a[:, 2], a[:, 3]) > 0)
+                flags.index_fill_(0, s_dst.index_select(0, set_flag.nonzero().squeeze(1)), True)
+        else:
+            cur.index_fill_(0, s_dst, 0.0)
         alive &= cur >= min_score  # NaN compares False: dropped
         idx = alive.nonzero().squeeze(1)
-        keep_edge = (alive.index_select(0, u) & alive.index_select(0, v)).nonzero().squeeze(1)
-        u, v, iou = u.index_select(0, keep_edge), v.index_select(0, keep_edge), iou.index_select(0, keep_edge)
-    if not picked:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, scores.new_zeros(0)
+        keep_edge = (alive.index_select(0, uv[:, 0]) & alive.index_select(0, uv[:, 1])).nonzero().squeeze(1)
+        uv, iou = uv.index_select(0, keep_edge), iou.index_select(0, keep_edge)
+        if rescaling:
+            attr = attr.index_select(0, keep_edge)
     keep = torch.cat(picked)
     final = torch.cat(picked_scores)
     # pick order == (final score desc, index asc): sort by index, then stable by score
     by_idx = torch.sort(keep).indices
-    keep, final = keep[by_idx], final[by_idx]
+    keep, final = keep.index_select(0, by_idx), final.index_select(0, by_idx)
     order = torch.sort(final, descending=True, stable=True).indices
-    keep, final = keep[order], final[order]
+    keep, final = keep.index_select(0, order), final.index_select(0, order)
     if max_num is not None and max_num > 0:
         keep, final = keep[:max_num], final[:max_num]
     return keep, final

@@ -47,8 +47,6 @@ def adaptive_nms(boxes: Tensor,
     dens = torch.nan_to_num(densities.to(boxes.dtype), nan=0.0)
     row_thr = dens.clamp(min=float(iou_threshold))
 
-    def factor_fn(src, dst, iou, flags):
-        return scores.new_zeros(dst.shape), None
-
-    return sequential_rescore(boxes, scores, row_thr, factor_fn, min_score=min_score,
+    gate = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    return sequential_rescore(boxes, scores, row_thr, gate, min_score=min_score,
                               max_num=max_num, legacy_iou_offset=legacy_iou_offset)

@@ -101,18 +101,18 @@ def noh_nms(boxes: Tensor,
     x1, y1 = boxes[:, 0].contiguous(), boxes[:, 1].contiguous()
     ox1, oy1 = noh_boxes[:, 0].contiguous(), noh_boxes[:, 1].contiguous()
 
-    def factor_fn(src, dst, iou, flags):
-        on = active.index_select(0, src) & ~flags.index_select(0, src)
+    def weight(src, dst):
         dx = (x1.index_select(0, dst) - ox1.index_select(0, src)) * inv_w.index_select(0, src)
         dy = (y1.index_select(0, dst) - oy1.index_select(0, src)) * inv_h.index_select(0, src)
         dw = log_w.index_select(0, dst) - o_log_w.index_select(0, src)
         dh = log_h.index_select(0, dst) - o_log_h.index_select(0, src)
         d2 = dx * dx + dy * dy + dw * dw + dh * dh
-        wgt = torch.exp(-d2 * inv_two_var).to(scores.dtype)
-        # NaN/inf offsets of an inactive source are masked out here
-        factor = torch.where(on, wgt, torch.zeros_like(wgt))
-        return factor, on & (wgt >= flag_thr)
+        return torch.exp(-d2 * inv_two_var).to(scores.dtype)
+
+    def edge_fn(u, v, iou):
+        w_uv, w_vu = weight(u, v), weight(v, u)
+        return w_uv, w_vu, w_uv >= flag_thr, w_vu >= flag_thr
 
     row_thr = torch.full((n,), float(iou_threshold), dtype=boxes.dtype, device=boxes.device)
-    return sequential_rescore(boxes, scores, row_thr, factor_fn, min_score=min_score,
+    return sequential_rescore(boxes, scores, row_thr, active, edge_fn, min_score=min_score,
                               max_num=max_num, legacy_iou_offset=legacy_iou_offset)

@@ -50,13 +50,13 @@ def thresholded_soft_nms(boxes: Tensor,
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
 
-    def factor_fn(src, dst, iou, flags):
-        u = iou.to(scores.dtype)
-        if method == 'linear':
-            return 1.0 - u, None
-        return torch.exp(-(u * u) / sigma), None
+    def edge_fn(u, v, iou):
+        x = iou.to(scores.dtype)
+        factor = 1.0 - x if method == 'linear' else torch.exp(-(x * x) / sigma)
+        return factor, factor, None, None
 
     row_thr = torch.full((boxes.shape[0],), float(iou_threshold), dtype=boxes.dtype,
                          device=boxes.device)
-    return sequential_rescore(boxes, scores, row_thr, factor_fn, min_score=min_score,
+    gate = torch.ones(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    return sequential_rescore(boxes, scores, row_thr, gate, edge_fn, min_score=min_score,
                               max_num=max_num, legacy_iou_offset=legacy_iou_offset)

@@ -1,0 +1,193 @@
+"""NOH-NMS family vs mmcv greedy NMS, the per-box reference loop and hand-computed cases."""
+import math
+
+import pytest
+import torch
+
+from mm_ext.core.nms import adaptive_nms, crowd_nms_reference, noh_nms, thresholded_soft_nms
+from mm_ext.core.nms.synthetic import clustered_detections
+
+
+def _random_boxes(n, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 200
+    wh = 10 + torch.rand(n, 2, generator=g) * 60
+    boxes = torch.cat([xy, xy + wh], 1).to(dtype)
+    scores = torch.rand(n, generator=g).to(dtype) * 0.95 + 0.05
+    return boxes, scores
+
+
+# --- three pedestrians side by side: IoU(A, B) = IoU(B, C) = 7/13 > 0.5, IoU(A, C) = 1/4
+A, B, C = [0., 0., 10., 20.], [3., 0., 13., 20.], [6., 0., 16., 20.]
+
+
+def _three(noh_a, noh_b, scores=(0.9, 0.8, 0.2), p=(0.9, 0.9, 0.0)):
+    boxes = torch.tensor([A, B, C])
+    noh_boxes = torch.tensor([noh_a, noh_b, C])
+    return boxes, torch.tensor(scores), torch.tensor(p), noh_boxes
+
+
+def test_noh_nms_equals_mmcv_nms_when_noh_inactive():
+    ops = pytest.importorskip('mmcv.ops')
+    for seed in range(5):
+        boxes, scores = _random_boxes(300, seed)
+        g = torch.Generator().manual_seed(100 + seed)
+        p = torch.rand(300, generator=g) * 0.3  # never > 0.3
+        noh_boxes = boxes + torch.randn(300, 4, generator=g) * 5
+        _, ref_keep = ops.nms(boxes, scores, 0.5)
+        keep, out = noh_nms(boxes, scores, p, noh_boxes)
+        assert torch.equal(keep, ref_keep)
+        assert torch.equal(out, scores[ref_keep])
+
+
+def test_noh_nms_equals_torchvision_nms_when_noh_disabled():
+    tv = pytest.importorskip('torchvision')
+    for seed in range(3):
+        boxes, scores = _random_boxes(200, seed)
+        keep, _ = noh_nms(boxes, scores, None, None, iou_threshold=0.4)
+        assert torch.equal(keep, tv.ops.nms(boxes, scores, 0.4))
+
+
+def test_noh_nms_rescues_neighbour_and_flag_blocks_chain():
+    # A's hallucinated box is B shifted 2 px: offset (-0.2, 0, 0, 0) -> w = exp(-0.5) >= 0.6,
+    # so B survives with 0.8 * w and is flagged; when B is picked its own NOH (pointing at C)
+    # is therefore off and C is suppressed greedily.
+    boxes, scores, p, noh_boxes = _three([5., 0., 15., 20.], C)
+    keep, out = noh_nms(boxes, scores, p, noh_boxes)
+    assert keep.tolist() == [0, 1]
+    assert out.tolist() == pytest.approx([0.9, 0.8 * math.exp(-0.5)], rel=1e-6)
+
+
+def test_noh_nms_unflagged_rescued_box_rescues_its_own_neighbour():
+    # shift 3 px: offset -0.3 -> w = exp(-1.125) < 0.6: B survives decayed but unflagged,
+    # then B's NOH (pointing exactly at C, w = 1) keeps C at its score.
+    boxes, scores, p, noh_boxes = _three([6., 0., 16., 20.], C)
+    keep, out = noh_nms(boxes, scores, p, noh_boxes)
+    assert keep.tolist() == [0, 1, 2]
+    assert out.tolist() == pytest.approx([0.9, 0.8 * math.exp(-1.125), 0.2], rel=1e-6)
+
+
+def test_noh_nms_is_greedy_at_noh_threshold_and_drops_below_min_score():
+    boxes, scores, p, noh_boxes = _three(B, C, p=(0.3, 0.3, 0.0))  # p must exceed 0.3
+    keep, out = noh_nms(boxes, scores, p, noh_boxes)
+    assert keep.tolist() == [0, 2] and out.tolist() == pytest.approx([0.9, 0.2])
+    # hallucinated box far away: w ~ 0, B decays below min_score and is dropped
+    boxes, scores, p, noh_boxes = _three([100., 0., 110., 20.], C)
+    keep, _ = noh_nms(boxes, scores, p, noh_boxes)
+    assert keep.tolist() == [0, 2]
+
+
+def test_adaptive_nms_threshold_is_max_of_nt_and_density():
+    boxes, scores = torch.tensor([A, B]), torch.tensor([0.9, 0.8])
+    assert adaptive_nms(boxes, scores, torch.tensor([0.6, 0.0]))[0].tolist() == [0, 1]  # 7/13 < 0.6
+    assert adaptive_nms(boxes, scores, torch.tensor([0.4, 0.9]))[0].tolist() == [0]  # max(0.5, 0.4)
+
+
+def test_thresholded_soft_nms_hand_case():
+    boxes, scores = torch.tensor([A, B, C]), torch.tensor([0.9, 0.8, 0.7])
+    u = 7 / 13
+    keep, out = thresholded_soft_nms(boxes, scores, method='linear')
+    # A decays B (IoU u) and leaves C (IoU 1/4 <= Nt); C (0.7) > B (0.8 (1 - u)); C decays B again
+    assert keep.tolist() == [0, 2, 1]
+    assert out.tolist() == pytest.approx([0.9, 0.7, 0.8 * (1 - u) ** 2], rel=1e-6)
+    keep, out = thresholded_soft_nms(boxes, scores, method='gaussian', sigma=0.5)
+    assert out[-1].item() == pytest.approx(0.8 * math.exp(-u * u / 0.5) ** 2, rel=1e-6)
+
+
+@pytest.mark.parametrize('method', ['noh', 'greedy', 'adaptive', 'soft_linear', 'soft_gaussian'])
+def test_vectorised_ops_equal_reference_loop(method):
+    for seed in range(3):
+        for n in (60, 400):
+            d = clustered_detections(n, seed=seed, dtype=torch.float64)
+            b, s, p, o = d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes']
+            if method == 'noh':
+                keep, out = noh_nms(b, s, p, o)
+            elif method == 'greedy':
+                keep, out = noh_nms(b, s, None, None)
+            elif method == 'adaptive':
+                keep, out = adaptive_nms(b, s, p)
+            else:
+                keep, out = thresholded_soft_nms(b, s, method=method[5:])
+            ref_keep, ref_out = crowd_nms_reference(b, s, p, o, method=method)
+            assert torch.equal(keep, ref_keep), (method, seed, n)
+            assert torch.allclose(out, ref_out, rtol=1e-9, atol=1e-12)
+
+
+def test_noh_nms_matches_reference_with_legacy_offset_and_other_constants():
+    d = clustered_detections(300, seed=7, dtype=torch.float64)
+    kw = dict(iou_threshold=0.4, noh_score_thr=0.5, sigma=0.3, flag_thr=0.5, min_score=0.05,
+              legacy_iou_offset=True)
+    keep, out = noh_nms(d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes'], **kw)
+    ref_keep, ref_out = crowd_nms_reference(d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes'], **kw)
+    assert torch.equal(keep, ref_keep) and torch.allclose(out, ref_out)
+
+
+def test_noh_nms_float32_keeps_same_boxes_as_float64_reference():
+    d = clustered_detections(500, seed=3)
+    keep, out = noh_nms(d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes'])
+    ref_keep, ref_out = crowd_nms_reference(d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes'])
+    assert torch.equal(keep, ref_keep)
+    assert out.dtype == torch.float32 and torch.allclose(out, ref_out, rtol=1e-5)
+
+
+def test_noh_nms_guards_degenerate_boxes_and_nan():
+    d = clustered_detections(80, seed=2, dtype=torch.float64)
+    b, s, p, o = (d[k].clone() for k in ('boxes', 'scores', 'noh_scores', 'noh_boxes'))
+    b[3, 2] = b[3, 0]  # zero width
+    b[4, 2] = b[4, 0] - 5  # negative width
+    o[5, 3] = o[5, 1]  # zero-height hallucinated box
+    s[6] = float('nan')
+    b[7, 1] = float('nan')
+    b[8, 2] = float('inf')
+    p[9] = float('nan')
+    o[10, 0] = float('nan')
+    keep, out = noh_nms(b, s, p, o)
+    assert torch.isfinite(out).all()
+    assert not {6, 7, 8} & set(keep.tolist())
+    ref_keep, ref_out = crowd_nms_reference(b, s, p, o)
+    assert torch.equal(keep, ref_keep) and torch.allclose(out, ref_out)
+
+
+def test_noh_nms_ties_are_broken_by_lowest_index():
+    boxes = torch.tensor([A, A, B, [50., 0., 60., 20.], [50., 0., 60., 20.]])
+    scores = torch.full((5,), 0.5)
+    keep, _ = noh_nms(boxes, scores, None, None)
+    assert keep.tolist() == [0, 3]
+    keep2, _ = noh_nms(boxes.flip(0), scores, None, None)
+    assert keep2.tolist() == [0, 2]  # (flipped) lowest index wins again
+
+
+def test_noh_nms_empty_input_and_max_num():
+    e = torch.zeros(0, 4)
+    keep, out = noh_nms(e, torch.zeros(0), torch.zeros(0), e)
+    assert keep.shape == (0,) and keep.dtype == torch.long and out.shape == (0,)
+    d = clustered_detections(200, seed=4)
+    args = (d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes'])
+    full, full_s = noh_nms(*args, max_num=-1)
+    assert len(full) > 5
+    assert torch.equal(noh_nms(*args, max_num=0)[0], full)
+    top, top_s = noh_nms(*args, max_num=5)
+    assert torch.equal(top, full[:5]) and torch.equal(top_s, full_s[:5])
+    assert torch.equal(noh_nms(*args, max_num=len(full))[0], full)  # the last box is not dropped
+
+
+def test_noh_nms_rejects_bad_input_naming_the_field():
+    b, s = _random_boxes(4, 0)
+    with pytest.raises(ValueError, match='noh_boxes'):
+        noh_nms(b, s, torch.rand(4), torch.rand(4, 5))
+    with pytest.raises(ValueError, match='scores'):
+        noh_nms(b, s[:, None], None, None)
+    with pytest.raises(ValueError, match='together'):
+        noh_nms(b, s, torch.rand(4), None)
+    with pytest.raises(ValueError, match='sigma'):
+        noh_nms(b, s, torch.rand(4), b, sigma=0)
+
+
+@pytest.mark.cuda
+def test_noh_nms_cuda_matches_cpu():
+    d = clustered_detections(1000, seed=5)
+    args = [d[k] for k in ('boxes', 'scores', 'noh_scores', 'noh_boxes')]
+    keep, out = noh_nms(*args)
+    keep_c, out_c = noh_nms(*[a.cuda() for a in args])
+    assert keep_c.is_cuda and torch.equal(keep_c.cpu(), keep)
+    assert torch.allclose(out_c.cpu(), out, rtol=1e-5)
