@@ -11,7 +11,7 @@ def clustered_detections(num_boxes: int, seed: int = 0, boxes_per_person: int = 
                          device='cpu') -> Dict[str, torch.Tensor]:
     """Detections clustered around pedestrians, many of them in overlapping pairs.
 
-    People are 1:2.5 boxes in a 1000 x 600 image; ``pair_ratio`` of them get a
+    People are 1:2.5 boxes in a 1400 x 800 image (the CrowdHuman test size); ``pair_ratio`` of them get a
     partner shifted by 20-50 % of the width (the crowded case NOH-NMS targets).
     Each person gets ``boxes_per_person`` jittered detections; a detection's
     hallucinated box is its person's nearest other person (jittered), with a high
@@ -32,8 +32,8 @@ def clustered_detections(num_boxes: int, seed: int = 0, boxes_per_person: int = 
     g = torch.Generator().manual_seed(seed)
     num_people = max(1, -(-num_boxes // boxes_per_person))
     w = 20 + 60 * torch.rand(num_people, generator=g, dtype=torch.float64)
-    cx = 1000 * torch.rand(num_people, generator=g, dtype=torch.float64)
-    cy = 600 * torch.rand(num_people, generator=g, dtype=torch.float64)
+    cx = 1400 * torch.rand(num_people, generator=g, dtype=torch.float64)
+    cy = 800 * torch.rand(num_people, generator=g, dtype=torch.float64)
     paired = torch.rand(num_people, generator=g, dtype=torch.float64) < pair_ratio
     # every odd person of a pair stands next to the previous one
     for k in range(1, num_people, 2):
