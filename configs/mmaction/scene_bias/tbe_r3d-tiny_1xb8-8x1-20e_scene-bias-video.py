@@ -1,0 +1,3 @@
+# tbe pretraining on scene-bias-video (tiny, CPU): see configs/mmaction/_base_/scene_bias_pretrain.py
+_base_ = ['../_base_/scene_bias_pretrain.py']
+model = dict(mode='tbe')
