@@ -1,0 +1,6 @@
+"""torchreid models of reid_ext (registered into torchreid's factory by ``import reid_ext``)."""
+from .bnneck_resnet import BNNeckReID, bnneck_resnet18, bnneck_resnet50
+from .va_reid_net import VAReIDNet, va_reid_resnet18, va_reid_resnet50, va_reid_se_resnext101
+
+__all__ = ['BNNeckReID', 'bnneck_resnet18', 'bnneck_resnet50', 'VAReIDNet', 'va_reid_resnet18',
+           'va_reid_resnet50', 'va_reid_se_resnext101']
