@@ -11,13 +11,14 @@ from .surgery import equip_filter_skeleton, unequip_filter_skeleton, filter_skel
 from .stripe_conv import StripeConv2d, masked_conv2d
 from .pruned_conv import PrunedConv2d
 from .channel_graph import ChannelGroup, trace_channel_groups
+from .regularizer import FilterSkeletonRegularizer
 from .skeleton_update import (add_l1_sign_grad, fs_l1_penalty, threshold_skeleton, mask_bn_by_liveness,
                               zero_dead_momentum)
 from .prune import (fold_filter_skeleton, prune_filter_skeleton, stripe_masks, reshape_to_state_dict,
                     count_params_flops)
 
 __all__ = [
-    'CIFAR_VGG16_CFG', 'CifarBasicBlock', 'CifarResNet', 'CifarVGG',
+    'FilterSkeletonRegularizer', 'CIFAR_VGG16_CFG', 'CifarBasicBlock', 'CifarResNet', 'CifarVGG',
     'FilterSkeletonConv2d', 'stripe_ineligibility', 'equip_filter_skeleton', 'unequip_filter_skeleton',
     'filter_skeleton_convs', 'StripeConv2d', 'masked_conv2d', 'PrunedConv2d', 'ChannelGroup',
     'trace_channel_groups', 'add_l1_sign_grad', 'fs_l1_penalty', 'threshold_skeleton', 'mask_bn_by_liveness',
