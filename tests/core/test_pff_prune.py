@@ -112,3 +112,25 @@ def test_count_params_flops_hand_computed():
     prune_filter_skeleton(net, torch.randn(1, 3, 5, 5), 0.01, groups={})
     params, flops = count_params_flops(net, torch.randn(1, 3, 5, 5))
     assert params == 2 * 3 + 202 and flops == 2 * (2 * 3 * 25) + 2 * 200
+
+
+class _GapNeckNet(nn.Module):
+    """mmpretrain-style tail: tuple features, ``gap(x).view(x.size(0), -1)``, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = CifarVGG((8, 'M', 8))
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        feats = (self.body(x), )
+        outs = tuple(self.gap(f).view(f.size(0), -1) for f in feats)
+        return self.fc(outs[-1])
+
+
+def test_trace_ignores_shape_reads_and_finds_linear_consumer():
+    groups = trace_channel_groups(_GapNeckNet(), torch.randn(2, 3, 16, 16))
+    g = groups['body.features.4']
+    assert g.removable and g.consumers == [('fc', 'linear')] and g.bn == 'body.features.5'
+    assert groups['body.features.0'].consumers == [('body.features.4', 'conv')]

@@ -26,6 +26,7 @@ _CHANNELWISE_MODULES = (nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.L
 _CHANNELWISE_FUNCS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.max_pool2d, F.avg_pool2d,
                       F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.dropout, torch.flatten, torch.mean,
                       torch.sigmoid}
+_SHAPE_ONLY_METHODS = {'size', 'dim', 'numel'}
 _CHANNELWISE_METHODS = {'relu', 'relu_', 'view', 'reshape', 'flatten', 'contiguous', 'mean', 'sigmoid', 'clone'}
 
 
@@ -140,8 +141,12 @@ def trace_channel_groups(root: nn.Module, example_input: torch.Tensor) -> Dict[s
                 else:
                     ok = False
             elif cur.op == 'call_function':
+                if cur.target is getattr:  # x.shape / x.dtype: reads metadata, not channel values
+                    continue
                 ok = cur.target in _CHANNELWISE_FUNCS
             elif cur.op == 'call_method':
+                if cur.target in _SHAPE_ONLY_METHODS:
+                    continue
                 ok = cur.target in _CHANNELWISE_METHODS
             else:
                 ok = False
