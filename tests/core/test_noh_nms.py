@@ -191,3 +191,25 @@ def test_noh_nms_cuda_matches_cpu():
     keep_c, out_c = noh_nms(*[a.cuda() for a in args])
     assert keep_c.is_cuda and torch.equal(keep_c.cpu(), keep)
     assert torch.allclose(out_c.cpu(), out, rtol=1e-5)
+
+
+@pytest.mark.parametrize('method', ['noh', 'adaptive', 'soft_gaussian'])
+def test_torch_path_equals_numpy_path_on_cpu(monkeypatch, method):
+    from mm_ext.core.nms import _rounds
+
+    d = clustered_detections(400, seed=11)
+    b, s, p, o = d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes']
+
+    def run():
+        if method == 'noh':
+            return noh_nms(b, s, p, o)
+        if method == 'adaptive':
+            return adaptive_nms(b, s, p)
+        return thresholded_soft_nms(b, s, method='gaussian')
+
+    keep_np, out_np = run()
+    monkeypatch.setattr(_rounds, 'FORCE_TORCH', True)
+    keep_t, out_t = run()
+    assert torch.equal(keep_np, keep_t) and torch.allclose(out_np, out_t)
+    ref_keep, _ = crowd_nms_reference(b, s, p, o, method=method)
+    assert torch.equal(keep_t, ref_keep)

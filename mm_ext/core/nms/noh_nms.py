@@ -6,6 +6,7 @@ project spec ``noh-nms.md`` section 4.2.
 """
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,19 +98,24 @@ def noh_nms(boxes: Tensor,
     o_log_h = (noh_boxes[:, 3] - noh_boxes[:, 1]).clamp(min=EPS).log()
     inv_two_var = 1.0 / (2.0 * sigma * sigma)
 
-    # columns gathered with index_select (much faster than advanced indexing on CPU)
-    x1, y1 = boxes[:, 0].contiguous(), boxes[:, 1].contiguous()
-    ox1, oy1 = noh_boxes[:, 0].contiguous(), noh_boxes[:, 1].contiguous()
-
-    def weight(src, dst):
-        dx = (x1.index_select(0, dst) - ox1.index_select(0, src)) * inv_w.index_select(0, src)
-        dy = (y1.index_select(0, dst) - oy1.index_select(0, src)) * inv_h.index_select(0, src)
-        dw = log_w.index_select(0, dst) - o_log_w.index_select(0, src)
-        dh = log_h.index_select(0, dst) - o_log_h.index_select(0, src)
-        d2 = dx * dx + dy * dy + dw * dw + dh * dh
-        return torch.exp(-d2 * inv_two_var).to(scores.dtype)
+    terms = dict(x1=boxes[:, 0].contiguous(), y1=boxes[:, 1].contiguous(), ox1=noh_boxes[:, 0].contiguous(),
+                 oy1=noh_boxes[:, 1].contiguous(), inv_w=inv_w, inv_h=inv_h, log_w=log_w, log_h=log_h,
+                 o_log_w=o_log_w, o_log_h=o_log_h)
 
     def edge_fn(u, v, iou):
+        if isinstance(u, np.ndarray):  # CPU path of sequential_rescore
+            t = {k: val.numpy() for k, val in terms.items()}
+            take, exp = (lambda a, i: a[i]), np.exp
+        else:  # index_select: much faster than advanced indexing
+            t, take, exp = terms, (lambda a, i: a.index_select(0, i)), torch.exp
+
+        def weight(src, dst):
+            dx = (take(t['x1'], dst) - take(t['ox1'], src)) * take(t['inv_w'], src)
+            dy = (take(t['y1'], dst) - take(t['oy1'], src)) * take(t['inv_h'], src)
+            dw = take(t['log_w'], dst) - take(t['o_log_w'], src)
+            dh = take(t['log_h'], dst) - take(t['o_log_h'], src)
+            return exp(-(dx * dx + dy * dy + dw * dw + dh * dh) * inv_two_var)
+
         w_uv, w_vu = weight(u, v), weight(v, u)
         return w_uv, w_vu, w_uv >= flag_thr, w_vu >= flag_thr
 

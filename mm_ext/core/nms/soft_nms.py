@@ -7,6 +7,7 @@ applied only to boxes overlapping the picked box by more than Nt.
 """
 from typing import Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,8 +52,8 @@ def thresholded_soft_nms(boxes: Tensor,
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
 
     def edge_fn(u, v, iou):
-        x = iou.to(scores.dtype)
-        factor = 1.0 - x if method == 'linear' else torch.exp(-(x * x) / sigma)
+        exp = np.exp if isinstance(iou, np.ndarray) else torch.exp  # numpy on the CPU path
+        factor = 1.0 - iou if method == 'linear' else exp(-(iou * iou) / sigma)
         return factor, factor, None, None
 
     row_thr = torch.full((boxes.shape[0],), float(iou_threshold), dtype=boxes.dtype,
