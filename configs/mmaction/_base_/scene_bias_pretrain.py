@@ -22,7 +22,7 @@ view_pipeline = [
     dict(type='VideoSSLRandomRotation', max_angle=10),
     dict(type='Resize', scale=(-1, 36)),
     dict(type='RandomCrop', size=32),
-    dict(type='ColorJitter', brightness=0.3, contrast=0.3, saturation=0.2, hue=0.05),
+    dict(type='VideoSSLColorJitter', brightness=0.3, contrast=0.3, saturation=0.2, hue=0.05),
     dict(type='FormatShape', input_format='NCTHW'),
 ]
 train_pipeline = [

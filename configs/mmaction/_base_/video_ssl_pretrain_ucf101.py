@@ -24,7 +24,7 @@ view_pipeline = [  # one parameter draw per clip, shared by its frames (release 
     dict(type='VideoSSLRandomRotation', max_angle=10),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='RandomCrop', size=224),
-    dict(type='ColorJitter', brightness=0.5, contrast=0.5, saturation=0.25, hue=0.5),
+    dict(type='VideoSSLColorJitter', brightness=0.5, contrast=0.5, saturation=0.25, hue=0.5),
     dict(type='FormatShape', input_format='NCTHW'),
 ]
 train_pipeline = [

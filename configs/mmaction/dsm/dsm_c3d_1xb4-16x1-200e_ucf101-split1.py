@@ -9,7 +9,7 @@ view_pipeline = [
     dict(type='VideoSSLRandomRotation', max_angle=10),
     dict(type='Resize', scale=(-1, 128)),
     dict(type='RandomCrop', size=112),
-    dict(type='ColorJitter', brightness=0.5, contrast=0.5, saturation=0.25, hue=0.5),
+    dict(type='VideoSSLColorJitter', brightness=0.5, contrast=0.5, saturation=0.25, hue=0.5),
     dict(type='FormatShape', input_format='NCTHW'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=[

@@ -81,6 +81,8 @@ class VideoContrastive(BaseModel):
             data_preprocessor = dict(type='ActionDataPreprocessor',
                                      mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
                                      format_shape='NCTHW')
+        if isinstance(data_preprocessor, dict):  # mmaction's registry, also outside a Runner
+            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         extra = dict(contrastive_cfg or {})
         unknown = sorted(set(extra) - set(_CFG_FIELDS))
