@@ -14,8 +14,10 @@ __all__ = ['MODELS', 'DATASETS', 'register_all', 'register_model', 'register_dat
 
 #: torchreid model name -> "module:attribute" (a factory taking num_classes, loss, pretrained, ...)
 MODELS: Dict[str, str] = {
+    'bnneck_tiny': 'reid_ext.models.bnneck_resnet:bnneck_tiny',
     'bnneck_resnet18': 'reid_ext.models.bnneck_resnet:bnneck_resnet18',
     'bnneck_resnet50': 'reid_ext.models.bnneck_resnet:bnneck_resnet50',
+    'va_reid_tiny': 'reid_ext.models.va_reid_net:va_reid_tiny',
     'va_reid_resnet18': 'reid_ext.models.va_reid_net:va_reid_resnet18',
     'va_reid_resnet50': 'reid_ext.models.va_reid_net:va_reid_resnet50',
     'va_reid_se_resnext101': 'reid_ext.models.va_reid_net:va_reid_se_resnext101',

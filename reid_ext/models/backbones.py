@@ -27,6 +27,28 @@ class _TorchvisionResNet(nn.Module):
         return self.body(x)
 
 
+class _TinyResNet(nn.Module):
+    """Four stages of one BasicBlock each, widths (32, 64, 128, 256): for CPU demos and tests."""
+
+    def __init__(self, last_stride: int):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+        layers = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
+        cin = 32
+        for i, cout in enumerate((32, 64, 128, 256)):
+            stride = 1 if i == 0 else (last_stride if i == 3 else 2)
+            down = None
+            if stride != 1 or cin != cout:
+                down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            layers.append(BasicBlock(cin, cout, stride, down))
+            cin = cout
+        self.body = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x):
+        return self.body(x)
+
+
 class _SEResNeXt101(nn.Module):
 
     def __init__(self, last_stride: int, pretrained: bool):
@@ -50,7 +72,7 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: bool = False) ->
     """Backbone with ``out_channels``; ``forward(x (B, 3, H, W)) -> (B, out_channels, h, w)``.
 
     Args:
-        name (str): ``resnet18|resnet34|resnet50|resnet101|se_resnext101``.
+        name (str): ``resnet18|resnet34|resnet50|resnet101|se_resnext101|tiny``.
         last_stride (int): stride of the last stage, 1 (BoT) or 2. Defaults to 1.
         pretrained (bool): ImageNet weights (must be pre-placed in the hub cache). Defaults to False.
     """
@@ -58,6 +80,10 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: bool = False) ->
         raise ValueError(f'last_stride must be 1 or 2, got {last_stride}')
     if name.startswith('resnet') and name[6:].isdigit() and int(name[6:]) in (18, 34, 50, 101):
         return _TorchvisionResNet(int(name[6:]), last_stride, pretrained)
+    if name == 'tiny':
+        if pretrained:
+            raise ValueError('the tiny backbone has no pretrained weights; set pretrained=False')
+        return _TinyResNet(last_stride)
     if name == 'se_resnext101':
         return _SEResNeXt101(last_stride, pretrained)
-    raise ValueError(f'unknown backbone {name!r}; use resnet18|resnet34|resnet50|resnet101|se_resnext101')
+    raise ValueError(f'unknown backbone {name!r}; use resnet18|resnet34|resnet50|resnet101|se_resnext101|tiny')

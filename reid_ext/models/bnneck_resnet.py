@@ -4,7 +4,7 @@ import torch.nn as nn
 
 from .backbones import build_backbone
 
-__all__ = ['BNNeckReID', 'bnneck_resnet18', 'bnneck_resnet50']
+__all__ = ['BNNeckReID', 'bnneck_tiny', 'bnneck_resnet18', 'bnneck_resnet50']
 
 
 class BNNeckReID(nn.Module):
@@ -47,6 +47,11 @@ class BNNeckReID(nn.Module):
             return fb
         logits = self.classifier(fb)
         return logits if self.loss == 'softmax' else (logits, f)
+
+
+def bnneck_tiny(num_classes, loss='softmax', pretrained=False, **kwargs):
+    return BNNeckReID(num_classes, loss, 'tiny', pretrained=pretrained,
+                      last_stride=kwargs.pop('last_stride', 1))
 
 
 def bnneck_resnet18(num_classes, loss='softmax', pretrained=False, **kwargs):

@@ -13,7 +13,7 @@ from reid_ext.core import NormLinear
 
 from .backbones import build_backbone
 
-__all__ = ['VAReIDNet', 'va_reid_resnet18', 'va_reid_resnet50', 'va_reid_se_resnext101']
+__all__ = ['VAReIDNet', 'va_reid_tiny', 'va_reid_resnet18', 'va_reid_resnet50', 'va_reid_se_resnext101']
 
 
 class VAReIDNet(nn.Module):
@@ -66,6 +66,7 @@ def _make(backbone):
     return factory
 
 
+va_reid_tiny = _make('tiny')
 va_reid_resnet18 = _make('resnet18')
 va_reid_resnet50 = _make('resnet50')
 va_reid_se_resnext101 = _make('se_resnext101')
