@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train / test torchreid models of reid_ext from a YAML config (deep-person-reid's main.py flow).
 
-    python tools/reid_train.py --config-file configs/reid/va_reid/va_reid_r18_synth-ped_quick.yaml
+    python tools/reid_train.py --config-file configs/reid/va_reid/va_reid_tiny_synth-ped_quick.yaml
     python tools/reid_train.py --config-file CFG --resume auto          # latest checkpoint
     python tools/reid_train.py --config-file CFG --test-only model.load_weights PATH
     python tools/reid_train.py --config-file CFG --visrank model.load_weights PATH

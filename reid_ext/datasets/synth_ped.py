@@ -10,15 +10,20 @@ _market = importlib.import_module('torchreid.reid.data.datasets.image.market1501
 class SynthPed(_market.Market1501):
     """``data/synth-ped`` read exactly as Market-1501 (same folders, naming and camids).
 
-    Use ``root`` = the folder *holding* ``synth-ped`` (e.g. ``data``), as for torchreid's own
-    datasets. The viewpoint labels are at :attr:`viewpoint_file`.
+    ``root`` is the folder *holding* ``synth-ped`` (e.g. ``data``), as for torchreid's own
+    datasets, or the dataset folder itself (any folder containing ``market1501/``). The
+    viewpoint labels are at :attr:`viewpoint_file`.
     """
     folder = 'synth-ped'
     make_cmd = 'python tools/make_data.py synth-ped'
 
     def __init__(self, root='', **kwargs):
-        self.dataset_dir = osp.join(self.folder, 'market1501')
-        top = osp.join(osp.abspath(osp.expanduser(root)), self.dataset_dir)
+        root = osp.abspath(osp.expanduser(root))
+        if osp.isdir(osp.join(root, 'market1501')):  # root is the dataset folder itself
+            root, self.dataset_dir = osp.dirname(root), osp.join(osp.basename(root), 'market1501')
+        else:
+            self.dataset_dir = osp.join(self.folder, 'market1501')
+        top = osp.join(root, self.dataset_dir)
         if not osp.isdir(top):
             raise FileNotFoundError(f'{top} not found: generate it with `{self.make_cmd}` (root '
                                     f'must be the folder holding {self.folder}/, got {root!r})')
