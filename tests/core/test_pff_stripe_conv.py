@@ -18,7 +18,7 @@ def _case(k, s, h, w, dtype=torch.float64, seed=0, keep=0.5, bias=True):
 @pytest.mark.parametrize('k', [1, 3, 5])
 @pytest.mark.parametrize('s', [1, 2])
 @pytest.mark.parametrize('hw', [(8, 8), (7, 9)])
-@pytest.mark.parametrize('impl', ['flat', 'gather'])
+@pytest.mark.parametrize('impl', ['flat', 'gather', 'nchw'])
 def test_stripe_conv_equals_nn_conv2d_with_zeroed_stripes(k, s, hw, impl):
     x, weight, mask, b = _case(k, s, *hw)
     ref_conv = nn.Conv2d(5, 7, k, s, k // 2).double()
@@ -32,7 +32,7 @@ def test_stripe_conv_equals_nn_conv2d_with_zeroed_stripes(k, s, hw, impl):
     torch.testing.assert_close(y, ref_conv(x))
 
 
-@pytest.mark.parametrize('form', ['dense', 'flat', 'gather', 'auto'])
+@pytest.mark.parametrize('form', ['dense', 'flat', 'gather', 'nchw', 'auto'])
 @pytest.mark.parametrize('k,s,p', [(3, 1, 1), (3, 2, 1), (5, 2, 2), (5, 1, 1), (1, 2, 0)])
 def test_pruned_conv_forms_equal_masked_conv(form, k, s, p):
     x, weight, mask, b = _case(k, s, 9, 6, seed=k * 10 + s)
@@ -41,7 +41,7 @@ def test_pruned_conv_forms_equal_masked_conv(form, k, s, p):
     with torch.no_grad():
         torch.testing.assert_close(pc(x), ref)
     if form == 'auto':
-        assert len(pc.choices) == 1 and next(iter(pc.choices.values())) in ('dense', 'flat', 'gather')
+        assert len(pc.choices) == 1 and next(iter(pc.choices.values())) in PrunedConv2d.FORMS[1:]
 
 
 def test_pruned_conv_dense_form_crops_kernel_to_live_box():
@@ -58,7 +58,7 @@ def test_pruned_conv_dense_form_crops_kernel_to_live_box():
 def test_stripe_conv_all_dead_gives_bias_only():
     x, weight, mask, b = _case(3, 1, 6, 6)
     mask[:] = False
-    for impl in ('flat', 'gather'):
+    for impl in StripeConv2d.IMPLS:
         y = StripeConv2d.from_dense(weight, mask, b, 1, 1, impl=impl)(x)
         torch.testing.assert_close(y, b.view(1, -1, 1, 1).expand_as(y))
 

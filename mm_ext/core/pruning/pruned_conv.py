@@ -18,7 +18,7 @@ class PrunedConv2d(StripeConv2d):
     - ``'dense'``: a dense conv (oneDNN/cuDNN) on the channel-pruned weight with dead
       stripes zeroed and the kernel cropped to the centred box that still holds a
       live stripe (e.g. 3×3 -> 1×1 when only centre stripes survive);
-    - ``'flat'`` / ``'gather'``: the stripe-wise forms of :class:`StripeConv2d`;
+    - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`;
     - ``'auto'`` (default): on the first call for an input shape/dtype/device, time
       every form on that input (no grad) and keep the fastest for that shape. Dense
       is always a candidate, so the layer is never (measurably) slower than the
@@ -33,7 +33,7 @@ class PrunedConv2d(StripeConv2d):
         moving the model to another machine.
     """
 
-    FORMS = ('auto', 'dense', 'flat', 'gather')
+    FORMS = ('auto', 'dense', 'flat', 'gather', 'nchw')
 
     def __init__(self, *args, form: str = 'auto', timing_repeats: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
@@ -92,7 +92,7 @@ class PrunedConv2d(StripeConv2d):
         form = self.choices.get(key)
         if form is None:
             best = None
-            for cand in ('dense', 'flat', 'gather'):
+            for cand in ('dense', 'flat', 'gather', 'nchw'):
                 self._run(cand, x)  # warm-up (plans, caches, allocator)
                 ts = []
                 for _ in range(self.timing_repeats):

@@ -57,6 +57,9 @@ class StripeConv2d(nn.Module):
     - ``'gather'``: per position, the strided shifted input (C, B·H_out·W_out) is
       gathered and multiplied by that position's stripes; no padded-grid waste,
       better for small maps.
+    - ``'nchw'``: as ``'flat'`` but per image: the stripes of a phase are one 1×1
+      ``F.conv2d`` (oneDNN / cuDNN) on the padded NCHW input, and position offsets
+      live in each image's flattened Hq·Wq plane (no layout transposes).
 
     Args:
         in_channels (int): C.
@@ -67,7 +70,7 @@ class StripeConv2d(nn.Module):
         impl (str): ``'flat'`` or ``'gather'``. Defaults to ``'flat'``.
     """
 
-    IMPLS = ('flat', 'gather')
+    IMPLS = ('flat', 'gather', 'nchw')
 
     def __init__(self, in_channels: int, stripe_mask: torch.Tensor, stride: int = 1, padding: int = 0,
                  bias: bool = False, impl: str = 'flat', dtype=None, device=None):
@@ -147,6 +150,8 @@ class StripeConv2d(nn.Module):
             y = self._forward_flat(x)
         elif self.impl == 'gather':
             y = self._forward_gather(x)
+        elif self.impl == 'nchw':
+            y = self._forward_nchw(x)
         else:
             raise ValueError(f"{type(self).__name__}.impl must be one of {self.IMPLS}, got {self.impl!r}")
         if self.bias is not None:
@@ -187,6 +192,37 @@ class StripeConv2d(nn.Module):
                     out[:, :length - off].index_add_(0, idx, src)
                 zr += cnt
         return out.view(n, b, hq, wq)[:, :, :ho, :wo].permute(1, 0, 2, 3).contiguous()
+
+    def _phase_entries(self, s: int):
+        by_phase: Dict[Tuple[int, int], list] = {}
+        for entry in self._plan():
+            by_phase.setdefault((entry[0] % s, entry[1] % s), []).append(entry)
+        return by_phase
+
+    def _forward_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        k, s, p, n = self.kernel_size, self.stride, self.padding, self.out_channels
+        ho, wo = _out_size(h, k, s, p), _out_size(w, k, s, p)
+        hq, wq = math.ceil((h + 2 * p) / s), math.ceil((w + 2 * p) / s)
+        plane = hq * wq
+        weight = self.stripe_weight.to(x.dtype)
+        xpad = F.pad(x, (p, wq * s - w - p, p, hq * s - h - p))
+        out = x.new_zeros(b, n, plane)
+        for (a, bb), entries in self._phase_entries(s).items():
+            xph = xpad if s == 1 else xpad[:, :, a::s, bb::s]
+            rows = torch.cat([torch.arange(e[2], e[3], device=x.device) for e in entries])
+            z = F.conv2d(xph, weight[rows].unsqueeze(-1).unsqueeze(-1)).view(b, -1, plane)
+            zr = 0
+            for i, j, e0, e1, idx, rng in entries:
+                off = (i // s) * wq + (j // s)
+                cnt = e1 - e0
+                src = z[:, zr:zr + cnt, off:]
+                if rng is not None:
+                    out[:, rng[0]:rng[1], :plane - off] += src
+                else:
+                    out[:, :, :plane - off].index_add_(1, idx, src)
+                zr += cnt
+        return out.view(b, n, hq, wq)[:, :, :ho, :wo].contiguous()
 
     def _forward_gather(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
