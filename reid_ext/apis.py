@@ -117,8 +117,16 @@ def find_last_checkpoint(save_dir: str, name: str = 'model'):
     return max(files, key=lambda f: int(re.search(r'-(\d+)$', f).group(1))) if files else None
 
 
-def run(cfg):
-    """Build everything from ``cfg`` and train / test. Returns the engine (``engine.results``)."""
+def run(cfg, keep_distmat: bool = False):
+    """Build everything from ``cfg`` and train / test.
+
+    Args:
+        cfg (CfgNode): see :func:`reid_ext.config.get_default_config`.
+        keep_distmat (bool): keep the test distance matrices in ``engine.distmats``.
+
+    Returns:
+        ReidExtEngine: the engine; ``engine.results`` holds the last test's numbers.
+    """
     set_seed(cfg.train.seed)
     os.makedirs(cfg.data.save_dir, exist_ok=True)
     dm = build_datamanager(cfg)
@@ -132,6 +140,7 @@ def run(cfg):
     if resume:
         start_epoch = torchreid.utils.resume_from_checkpoint(resume, model, optimizer, scheduler)
     engine = build_engine(cfg, dm, model, optimizer, scheduler)
+    engine.keep_distmat = keep_distmat
     test_only = cfg.test.evaluate or cfg.test.visrank
     engine.run(save_dir=cfg.data.save_dir, max_epoch=cfg.train.max_epoch, start_epoch=start_epoch,
                print_freq=cfg.train.print_freq, fixbase_epoch=cfg.train.fixbase_epoch,

@@ -43,6 +43,9 @@ class ReidExtEngine(torchreid.engine.Engine):
         super().__init__(datamanager, use_gpu)
         self.side_labels: Dict[str, SideLabels] = dict(side_labels or {})
         self.results: Dict[str, dict] = {}
+        #: set True to keep each target's (Q, G) distance matrix in :attr:`distmats` after a test
+        self.keep_distmat = False
+        self.distmats: Dict[str, np.ndarray] = {}
 
     def side_label(self, name: str, data: dict) -> torch.Tensor:
         """(B,) int64 side labels ``name`` of a batch (``missing`` value where unknown)."""
@@ -109,6 +112,8 @@ class ReidExtEngine(torchreid.engine.Engine):
         for r in ranks:
             if r - 1 < len(cmc):
                 print(f'Rank-{r:<3}: {cmc[r - 1]:.1%}')
+        if self.keep_distmat:
+            self.distmats[dataset_name] = distmat
         self.results[dataset_name] = dict(mAP=float(mAP), rank1=float(cmc[0]),
                                           cmc=[float(x) for x in cmc])
         if visrank:

@@ -96,3 +96,14 @@ def test_va_reid_engine_fallback_viewpoints_and_softmax_engine(small_root, tmp_p
     assert all(torch.isfinite(torch.tensor(v)) for v in summary.values())
     base = run(_cfg(small_root, tmp_path / 'softmax', engine='softmax'))
     assert 'synth_ped' in base.results
+
+
+def test_every_reid_config_merges_into_the_defaults(repo_root):
+    files = sorted((repo_root / 'configs' / 'reid').rglob('*.yaml'))
+    assert files
+    factory = getattr(torchreid.models, '__model_factory')
+    for f in files:
+        cfg = get_default_config()
+        cfg.merge_from_file(str(f))  # yacs raises on unknown keys
+        assert cfg.model.name in factory, f
+        assert cfg.engine.name in ('softmax', 'va_reid'), f
