@@ -139,6 +139,8 @@ def run(cfg, keep_distmat: bool = False):
         resume = find_last_checkpoint(cfg.data.save_dir) or ''
     if resume:
         start_epoch = torchreid.utils.resume_from_checkpoint(resume, model, optimizer, scheduler)
+    if cfg.use_gpu and torch.cuda.device_count() > 1:
+        model = torch.nn.DataParallel(model)  # engines unwrap it where they need the module
     engine = build_engine(cfg, dm, model, optimizer, scheduler)
     engine.keep_distmat = keep_distmat
     test_only = cfg.test.evaluate or cfg.test.visrank

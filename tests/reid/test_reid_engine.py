@@ -107,3 +107,27 @@ def test_every_reid_config_merges_into_the_defaults(repo_root):
         cfg.merge_from_file(str(f))  # yacs raises on unknown keys
         assert cfg.model.name in factory, f
         assert cfg.engine.name in ('softmax', 'va_reid'), f
+
+
+@pytest.mark.slow
+def test_reid_train_cli_test_only_with_visrank(small_root, tmp_path, repo_root):
+    import os
+    import subprocess
+    import sys
+    engine = run(_cfg(small_root, tmp_path / 'train', engine='softmax'))
+    ckpt = find_last_checkpoint(str(tmp_path / 'train'))
+    out = tmp_path / 'test'
+    cmd = [sys.executable, str(repo_root / 'tools' / 'reid_train.py'), '--config-file',
+           str(repo_root / 'configs/reid/va_reid/baseline_tiny_synth-ped_quick.yaml'),
+           '--root', str(small_root), '--save-dir', str(out), '--visrank',
+           'model.load_weights', ckpt, 'data.height', '32', 'data.width', '16',
+           'train.batch_size', '16']
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    proc = subprocess.run(cmd, cwd=str(repo_root), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # test-only with the trained weights reproduces the training run's final test
+    mAP = engine.results['synth_ped']['mAP']
+    assert f'synth_ped: mAP {mAP:.4f}' in proc.stdout
+    assert len(list((out / 'visrank_synth_ped').glob('*.jpg'))) == len(
+        engine.datamanager.fetch_test_loaders('synth_ped')[0])
