@@ -134,3 +134,10 @@ def test_trace_ignores_shape_reads_and_finds_linear_consumer():
     g = groups['body.features.4']
     assert g.removable and g.consumers == [('fc', 'linear')] and g.bn == 'body.features.5'
     assert groups['body.features.0'].consumers == [('body.features.4', 'conv')]
+
+
+def test_count_params_flops_keeps_each_module_mode():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    net[1].eval()  # parent in train mode, child in eval mode
+    count_params_flops(net, torch.randn(1, 3, 5, 5))
+    assert net.training and not net[1].training

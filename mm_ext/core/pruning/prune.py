@@ -257,12 +257,13 @@ def count_params_flops(model: nn.Module, example_input: torch.Tensor,
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Conv2d, StripeConv2d, nn.Linear))]
-    was = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         (forward or model)(example_input[:1])
     finally:
-        model.train(was)
+        for m, t in modes.items():
+            m.train(t)
         for h in handles:
             h.remove()
     return params, flops[0]

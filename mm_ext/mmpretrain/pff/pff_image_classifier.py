@@ -19,6 +19,7 @@ class _TensorPath(nn.Module):
         if neck is not None:
             self.neck = neck
         self.head = head
+        self.training = backbone.training
 
     def forward(self, x):
         feats = self.backbone(x)
