@@ -11,7 +11,7 @@ say() { printf '\n===== [demo %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 say "digits-cifar: a CIFAR ResNet-18 (width 16) through tools/train.py + tools/test.py"
 "$PY" tools/make_data.py digits-cifar
-cfg=configs/mmpretrain/digits/resnet18-w16_1xb64-8e_digits-cifar.py
+cfg=configs/mmpretrain/digits/resnet18-w16_1xb64-6e_digits-cifar.py
 "$PY" tools/train.py "$cfg" --work-dir "$OUT/digits" > "$OUT/digits.train.log" 2>&1 \
   || { tail -30 "$OUT/digits.train.log"; exit 1; }
 ckpt=$(cat "$OUT/digits/last_checkpoint")

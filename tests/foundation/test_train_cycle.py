@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CFG = 'configs/mmpretrain/digits/resnet18-w16_1xb64-8e_digits-cifar.py'
+CFG = 'configs/mmpretrain/digits/resnet18-w16_1xb64-6e_digits-cifar.py'
 SMALL = ['train_dataloader.dataset.indices=192', 'val_dataloader.dataset.indices=100',
          'train_dataloader.batch_size=32', 'param_scheduler=[]', 'train_cfg.val_interval=1']
 

@@ -1,5 +1,5 @@
-# A narrow CIFAR ResNet-18 (base width 16) on the embedded digits-cifar set:
-# the foundation demo, trains in about a minute on 2 CPU cores.
+# A narrow ResNet-18 (base width 16, ImageNet-style stem: 32x32 -> 8x8) on the embedded
+# digits-cifar set: the foundation demo, trains in about a minute on 2 CPU cores (~98% test accuracy).
 # Real CIFAR-10: type='CIFAR10', data_root='data/cifar10' (folder holding cifar-10-batches-py/).
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mm_ext.mmpretrain'], allow_failed_imports=False)
@@ -9,7 +9,7 @@ dataset_type = 'GeneratedCIFAR10'
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=16, base_channels=16,
+    backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=16,
                   num_stages=4, out_indices=(3, ), style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=10, in_channels=128,
@@ -42,9 +42,9 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=8, T_max=8),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=6, T_max=6),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=8, val_interval=4)
+train_cfg = dict(by_epoch=True, max_epochs=6, val_interval=3)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=64)
