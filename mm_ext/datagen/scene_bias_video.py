@@ -90,7 +90,7 @@ def _check_decodable(path: Path, frames: int, size: int) -> None:
 
 def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int = 24,
              val_per_class: int = 8, test_per_class: int = 12, frames: int = 16, size: int = 64,
-             bias: float = 0.95, fps: int = 8) -> dict:
+             bias: float = 0.9, fps: int = 8) -> dict:
     """Write the dataset into ``out_dir`` (an empty folder).
 
     Args:
@@ -104,7 +104,7 @@ def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int 
         frames (int): frames per video. Defaults to 16.
         size (int): frame side in pixels. Defaults to 64. (decord 0.6.0 mis-decodes some
             sizes, e.g. 48; the first video is checked when decord is installed.)
-        bias (float): P(scene == label) in train / val. Defaults to 0.95.
+        bias (float): P(scene == label) in train / val. Defaults to 0.9.
         fps (int): frame rate written in the mp4. Defaults to 8.
 
     Returns:
@@ -140,7 +140,7 @@ def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int 
             bg = _scene(scene, size, rng)
             traj = _trajectory(int(label), frames, size, rng)
             color = tuple(int(v) for v in rng.uniform(170, 255, 3))
-            imgs = _render(bg, traj, rng.uniform(0.08, 0.12) * size, color)
+            imgs = _render(bg, traj, rng.uniform(0.1, 0.14) * size, color)
             name = f'{split}/{i:05d}.mp4'
             writer = cv2.VideoWriter(str(out / 'videos' / name), cv2.VideoWriter_fourcc(*'mp4v'),
                                      fps, (size, size))

@@ -29,7 +29,7 @@ def test_scene_bias_video_files_and_bias(dataset):
         c = [v for k, v in clips.items() if k.startswith(split)]
         return np.mean([v['scene'] == v['label'] for v in c])
 
-    assert agree('train') > 0.85  # scene predicts the label in training
+    assert agree('train') > 0.8  # scene predicts the label in training
     assert agree('test') < 0.5  # decorrelated (chance = 0.25)
 
 

@@ -129,6 +129,8 @@ def linear_probe(ftr, ytr, tests, steps=300, wd=1e-3, seed=0):
 
 def run(data_root, work_dir, modes, epochs, seed=0, log=print):
     import mm_ext.mmaction  # noqa: F401  (registers the video-SSL components)
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('WARNING')  # init_weights reports
     pipeline = _test_pipeline()
     splits = {s: load_split(data_root, s, pipeline) for s in ('train', 'val', 'test')}
     rows = []

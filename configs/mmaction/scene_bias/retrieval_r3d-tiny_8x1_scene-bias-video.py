@@ -22,4 +22,4 @@ test_dataloader = dict(
              data_prefix=dict(video=_root + 'videos'), pipeline=_pipeline, test_mode=True)]))
 test_evaluator = dict(type='VideoRetrievalMetric', query_ann_file=_root + 'test_list_videos.txt',
                       topk=(1, 5, 10, 20, 50))
-test_cfg = dict(type='TestLoop')
+test_cfg = dict(_delete_=True, type='TestLoop')

@@ -25,4 +25,4 @@ test_dataloader = dict(
              pipeline=_pipeline, test_mode=True)]))
 test_evaluator = dict(type='VideoRetrievalMetric', query_ann_file=ann_file_query,
                       topk=(1, 5, 10, 20, 50))
-test_cfg = dict(type='TestLoop')
+test_cfg = dict(_delete_=True, type='TestLoop')
