@@ -53,7 +53,7 @@ def test_noh_targets_second_best_gt_excludes_ignore_regions():
     nearby_iou, deltas = head.get_noh_targets([res], gts)
     assert nearby_iou.tolist() == pytest.approx([2 / 3, 0.0])
     # proposal centre x 6, G1 centre x 8, same size: dx = (2 / 10) / 0.1 = 2
-    assert deltas.tolist() == pytest.approx([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], abs=1e-5)
+    assert torch.allclose(deltas, torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), atol=1e-5)
     # a single-GT image has no nearby object
     one = InstanceData(bboxes=torch.tensor([G0]), labels=torch.zeros(1, dtype=torch.long))
     iou1, _ = head.get_noh_targets([SimpleNamespace(pos_priors=prop, neg_priors=prop[:0])], [one])

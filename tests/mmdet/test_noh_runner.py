@@ -8,7 +8,7 @@ pytest.importorskip('mmcv.ops')
 pytest.importorskip('mmdet')
 
 REPO = Path(__file__).resolve().parents[2]
-CFG = REPO / 'configs/mmdet/noh/noh-nms_faster-rcnn_r18_fpn_1xb4-400i_synth-crowd.py'
+CFG = REPO / 'configs/mmdet/noh/noh-nms_faster-rcnn_r18-w16_fpn_1xb4-400i_synth-crowd.py'
 
 
 @pytest.mark.slow

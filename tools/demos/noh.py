@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CFG = 'configs/mmdet/noh/noh-nms_faster-rcnn_r18_fpn_1xb4-400i_synth-crowd.py'
+CFG = 'configs/mmdet/noh/noh-nms_faster-rcnn_r18-w16_fpn_1xb4-400i_synth-crowd.py'
 METHODS = ('greedy', 'noh', 'soft', 'adaptive')
 
 
