@@ -169,6 +169,7 @@ def main(argv=None):
     with torch.no_grad():
         ref, got = dense(inputs, mode='tensor'), model(inputs, mode='tensor')
     max_err = float((ref - got).abs().max())
+    agreement = float((ref.argmax(1) == got.argmax(1)).float().mean())
     tol = 1e-4 * max(1.0, float(ref.abs().max()))
     if not max_err <= tol:
         raise SystemExit(f'pff_prune.py: pruned logits differ from the masked dense model by {max_err:.3g} '
@@ -189,7 +190,7 @@ def main(argv=None):
 
     summary = dict(threshold=delta, acc_before=acc_before, acc_after=acc_after, params_before=p0, params_after=p1,
                    flops_before=f0, flops_after=f1, params_reduction=1 - p1 / p0, flops_reduction=1 - f1 / f0,
-                   max_abs_logit_diff=max_err, speed=speed, forms=forms,
+                   max_abs_logit_diff=max_err, prediction_agreement=agreement, speed=speed, forms=forms,
                    filters_kept=sum(r['filters'][0] for r in report.values()),
                    filters_total=sum(r['filters'][1] for r in report.values()),
                    stripes_kept=sum(r['stripes'][0] for r in report.values()),

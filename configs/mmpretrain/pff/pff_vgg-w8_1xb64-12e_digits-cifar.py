@@ -1,5 +1,5 @@
 # Quick PFF run on the embedded digits-cifar set (tools/make_data.py digits-cifar): a VGG with
-# the VGG16 layout at 1/4 width (final layers 128 wide), trained ~1 minute on 2 CPU cores.
+# the VGG16 layout at 1/8 width (final layers 64 wide), trained about a minute on 2 CPU cores.
 # alpha/threshold are much larger than the paper's (1e-5 / 0.01 over 160 CIFAR epochs) so that
 # the skeleton sparsifies within 12 short epochs; the recipe is otherwise the paper's.
 _base_ = ['./_pff_cifar10_base.py']
@@ -9,9 +9,9 @@ dataset_type = 'GeneratedCIFAR10'
 model = dict(
     type='PFFImageClassifier',
     backbone=dict(type='PFFCifarVGG', bn_weight_init=0.5,
-                  cfg=(16, 16, 'M', 32, 32, 'M', 64, 64, 64, 'M', 128, 128, 128, 'M', 128, 128, 128)),
+                  cfg=(8, 8, 'M', 16, 16, 'M', 32, 32, 32, 'M', 64, 64, 64, 'M', 64, 64, 64)),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=10, in_channels=128,
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
               loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, ),
               init_cfg=dict(type='Normal', layer='Linear', std=0.01)))
 train_pipeline = [
