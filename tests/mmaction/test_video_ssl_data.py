@@ -89,4 +89,39 @@ def test_scene_bias_config_trains_one_epoch(dataset, repo_root, tmp_path):
     runner.train()
     assert runner.iter == 96 // 8
     assert runner.model.queue_ptr.item() == (96 // 8 * 8) % 64
-    assert (tmp_path / 'epoch_1.pth').exists()
+    ckpt = tmp_path / 'epoch_1.pth'
+    assert ckpt.exists()
+
+    # retrieval: decorrelated test clips (queries) against train clips, from the checkpoint
+    rcfg = Config.fromfile(str(repo_root / 'configs/mmaction/scene_bias/'
+                               'retrieval_r3d-tiny_8x1_scene-bias-video.py'))
+    rcfg.work_dir = str(tmp_path / 'retrieval')
+    rcfg.load_from = str(ckpt)
+    for sub, split in zip(rcfg.test_dataloader.dataset.datasets, ('test', 'train')):
+        sub.ann_file = str(root / f'{split}_list_videos.txt')
+        sub.data_prefix = dict(video=str(root / 'videos'))
+    rcfg.test_evaluator.query_ann_file = str(root / 'test_list_videos.txt')
+    metrics = Runner.from_cfg(rcfg).test()
+    recalls = [metrics[f'retrieval/R@{k}'] for k in (1, 5, 10, 20, 50)]
+    assert recalls == sorted(recalls) and 0 <= recalls[0] and recalls[-1] == 100.0
+
+    # linear probe: the frozen backbone is exactly the pretrained query backbone
+    lcfg = Config.fromfile(str(repo_root / 'configs/mmaction/scene_bias/'
+                               'linear_r3d-tiny_1xb16-8x1-30e_scene-bias-video.py'))
+    lcfg.work_dir = str(tmp_path / 'linear')
+    lcfg.load_from = str(ckpt)
+    lcfg.train_cfg.max_epochs = 1
+    lcfg.train_cfg.val_begin = 1
+    lcfg.train_cfg.val_interval = 1
+    for dl, split in ((lcfg.train_dataloader, 'train'), (lcfg.val_dataloader, 'val'),
+                      (lcfg.test_dataloader, 'test')):
+        dl.dataset.ann_file = str(root / f'{split}_list_videos.txt')
+        dl.dataset.data_prefix = dict(video=str(root / 'videos'))
+    lrunner = Runner.from_cfg(lcfg)
+    lrunner.train()
+    pre = torch.load(str(ckpt), map_location='cpu', weights_only=False)['state_dict']
+    for k, v in lrunner.model.backbone.state_dict().items():
+        if 'num_batches_tracked' not in k:
+            assert torch.equal(v, pre['backbone.' + k]), k
+    acc = lrunner.test()
+    assert 0 <= acc['acc/top1'] <= 1
