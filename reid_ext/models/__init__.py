@@ -3,5 +3,6 @@ from .bnneck_resnet import BNNeckReID, bnneck_resnet18, bnneck_resnet50, bnneck_
 from .va_reid_net import (VAReIDNet, va_reid_resnet18, va_reid_resnet50, va_reid_se_resnext101,
                           va_reid_tiny)
 
-__all__ = ['BNNeckReID', 'bnneck_tiny', 'bnneck_resnet18', 'bnneck_resnet50', 'VAReIDNet', 'va_reid_tiny', 'va_reid_resnet18',
+__all__ = ['BNNeckReID', 'bnneck_tiny', 'bnneck_resnet18', 'bnneck_resnet50', 'VAReIDNet',
+           'va_reid_tiny', 'va_reid_resnet18',
            'va_reid_resnet50', 'va_reid_se_resnext101']

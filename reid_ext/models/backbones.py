@@ -86,4 +86,5 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: bool = False) ->
         return _TinyResNet(last_stride)
     if name == 'se_resnext101':
         return _SEResNeXt101(last_stride, pretrained)
-    raise ValueError(f'unknown backbone {name!r}; use resnet18|resnet34|resnet50|resnet101|se_resnext101|tiny')
+    raise ValueError(f'unknown backbone {name!r}; use '
+                     'resnet18|resnet34|resnet50|resnet101|se_resnext101|tiny')

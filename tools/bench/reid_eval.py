@@ -23,8 +23,8 @@ def make_inputs(nq: int, ng: int, nid: int = 750, num_distractors: int = 2798, s
     qp = rng.randint(1, nid + 1, nq)
     qc, gc = rng.randint(0, 6, nq), rng.randint(0, 6, ng)
     centres = rng.randn(nid + 1, 128).astype(np.float32)
-    qf = torch.from_numpy(centres[qp] + 1.7 * rng.randn(nq, 128).astype(np.float32))
-    gf = torch.from_numpy(centres[gp] + 1.7 * rng.randn(ng, 128).astype(np.float32))
+    qf = torch.from_numpy(centres[qp] + 1.4 * rng.randn(nq, 128).astype(np.float32))
+    gf = torch.from_numpy(centres[gp] + 1.4 * rng.randn(ng, 128).astype(np.float32))
     return qf, gf, qp, gp, qc, gc
 
 
