@@ -151,3 +151,20 @@ def test_recall_metric_hand_computed(tmp_path):
     only = METRICS.build(dict(type='CrowdHumanRecallMetric', ann_file=str(ann), metric='Recall'))
     only.process({}, samples)
     assert only.compute_metrics(only.results) == {'Recall': pytest.approx(round(1 / 3, 4))}
+
+
+@pytest.mark.parametrize('name', ['noh-nms_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py',
+                                  'greedy_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py'])
+def test_paper_configs_build(name, repo_root):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(repo_root / 'configs/mmdet/noh' / name))
+    assert cfg.train_dataloader.dataset.ann_file == 'annotation_train.odgt'
+    assert cfg.model.rpn_head.anchor_generator.ratios == [1.0, 2.0, 3.0]
+    assert cfg.model.train_cfg.rcnn.sampler.num == 512 and cfg.model.train_cfg.rcnn.sampler.pos_fraction == 0.5
+    assert cfg.optim_wrapper.optimizer.lr == 0.04 and cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.model.test_cfg.rcnn.score_thr == 0.05 and cfg.model.test_cfg.rcnn.max_per_img == 200
+    model = MODELS.build(cfg.model)
+    noh = 'noh-nms' in name
+    assert hasattr(model.roi_head.bbox_head, 'noh_fcs') == noh
+    assert cfg.model.test_cfg.rcnn.nms['type'] == ('noh' if noh else 'nms')
