@@ -131,3 +131,11 @@ def test_reid_train_cli_test_only_with_visrank(small_root, tmp_path, repo_root):
     assert f'synth_ped: mAP {mAP:.4f}' in proc.stdout
     assert len(list((out / 'visrank_synth_ped').glob('*.jpg'))) == len(
         engine.datamanager.fetch_test_loaders('synth_ped')[0])
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_va_reid_engine_epoch_on_cuda(small_root, tmp_path):
+    engine = run(_cfg(small_root, tmp_path, **{'use_gpu': True}))
+    assert next(engine.model.parameters()).is_cuda
+    assert 0.0 <= engine.results['synth_ped']['mAP'] <= 1.0
