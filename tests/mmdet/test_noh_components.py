@@ -157,7 +157,9 @@ def test_recall_metric_hand_computed(tmp_path):
                                   'greedy_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py'])
 def test_paper_configs_build(name, repo_root):
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
 
+    init_default_scope('mmdet')
     cfg = Config.fromfile(str(repo_root / 'configs/mmdet/noh' / name))
     assert cfg.train_dataloader.dataset.ann_file == 'annotation_train.odgt'
     assert cfg.model.rpn_head.anchor_generator.ratios == [1.0, 2.0, 3.0]
