@@ -43,6 +43,17 @@ def test_background_erasing_draws():
     assert len(set(lam.tolist())) == 4
 
 
+def test_background_erasing_static_frame_from_next_clip():
+    x = torch.tensor([[1., 2.], [10., 20.], [100., 200.]]).view(3, 1, 2, 1, 1)
+    out, _, _ = background_erasing(x, lam=torch.tensor(0.5), frame_index=torch.tensor([1, 0, 0]),
+                                   source='next')
+    # clip b mixes with frame idx[b] of clip (b + 1) mod 3
+    # clip 0: .5 * [1, 2] + .5 * 20; clip 1: .5 * [10, 20] + .5 * 100; clip 2: .5 * [100, 200] + .5
+    assert out.view(3, 2).tolist() == [[10.5, 11.], [55., 60.], [50.5, 100.5]]
+    with pytest.raises(ValueError, match='source'):
+        background_erasing(x, source='other')
+
+
 def test_background_erasing_bad_input():
     with pytest.raises(ValueError, match='frame_index'):
         background_erasing(torch.zeros(1, 1, 3, 2, 2), frame_index=torch.tensor([3]))

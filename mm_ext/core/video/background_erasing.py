@@ -17,7 +17,8 @@ def background_erasing(clips: torch.Tensor,
                        per_sample: bool = False,
                        lam: Optional[torch.Tensor] = None,
                        frame_index: Optional[torch.Tensor] = None,
-                       generator: Optional[torch.Generator] = None
+                       generator: Optional[torch.Generator] = None,
+                       source: str = 'same'
                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mix one static frame of each clip into all of its frames.
 
@@ -34,6 +35,9 @@ def background_erasing(clips: torch.Tensor,
             shape (B,) of ints in [0, T); overrides the random draw. The static
             frame always comes from the same clip ("version 2" of the release).
         generator (torch.Generator, optional): random generator for the draws.
+        source (str): clip the static frame comes from: 'same' (release's
+            version 2, default), 'next' (clip (b + 1) mod B, version 1) or
+            'random' (a random other clip, version 3).
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: ``(mixed, lam, frame_index)``; ``mixed``
@@ -60,9 +64,19 @@ def background_erasing(clips: torch.Tensor,
         if (frame_index < 0).any() or (frame_index >= t).any():
             raise ValueError(f'background_erasing: frame_index must be in [0, {t}), got '
                              f'{frame_index.tolist()}')
+    if source == 'same':
+        src = torch.arange(b, device=dev)
+    elif source == 'next':
+        src = (torch.arange(b, device=dev) + 1) % b
+    elif source == 'random':
+        off = torch.randint(1, max(b, 2), (b,), generator=generator, device='cpu').to(dev)
+        src = (torch.arange(b, device=dev) + off) % b
+    else:
+        raise ValueError(f"background_erasing: source must be 'same', 'next' or 'random', got "
+                         f'{source!r}')
     lam = lam.to(clips.dtype)
     # static frame of each clip: (B, C, 1, H, W)
-    static = clips[torch.arange(b, device=dev), :, frame_index].unsqueeze(2)
+    static = clips[src, :, frame_index].unsqueeze(2)
     w = lam.view(b, 1, 1, 1, 1)
     mixed = clips * (1 - w) + static * w
     return mixed, lam, frame_index

@@ -52,6 +52,8 @@ class ContrastiveConfig:
         tps_grid (int): TPS control grid side. 5.
         tps_jitter (float): TPS control point jitter. 0.1.
         be_max_lambda (float): BE mixing weight bound. 0.3.
+        be_source (str): clip of the BE static frame: 'same' (release), 'next',
+            'random'. 'same'.
         per_sample (bool): one disturbance draw per clip instead of per batch.
             False.
         disturb_side (str): 'query' (release) or 'key'. 'query'.
@@ -69,6 +71,7 @@ class ContrastiveConfig:
     tps_grid: int = 5
     tps_jitter: float = 0.1
     be_max_lambda: float = 0.3
+    be_source: str = 'same'
     per_sample: bool = False
     disturb_side: str = 'query'
     negative_eda: Optional[str] = None
@@ -97,7 +100,8 @@ def disturb(clips: torch.Tensor, cfg: ContrastiveConfig,
                             generator=generator)[0]
         return push_warp(clips, per_sample=cfg.per_sample, generator=generator)[0]
     if cfg.mode in ('be', 'tbe'):
-        return background_erasing(clips, cfg.be_max_lambda, cfg.per_sample, generator=generator)[0]
+        return background_erasing(clips, cfg.be_max_lambda, cfg.per_sample, generator=generator,
+                                  source=cfg.be_source)[0]
     return clips
 
 
