@@ -23,10 +23,9 @@ def test_registration_is_idempotent_and_builds_every_model():
     factory = getattr(torchreid.models, '__model_factory')
     for name in _register.MODELS:
         assert name in factory
-        if 'se_resnext' in name or 'resnet50' in name:
-            continue  # heavy; same code path as the smaller backbones
         model = torchreid.models.build_model(name, num_classes=4, pretrained=False).eval()
-        assert model(torch.randn(2, 3, 32, 16)).shape[0] == 2
+        if 'tiny' in name or 'resnet18' in name:  # forward only the light ones
+            assert model(torch.randn(2, 3, 32, 16)).shape[0] == 2
     for name in _register.DATASETS:
         assert name in getattr(importlib.import_module('torchreid.reid.data.datasets'),
                                '__image_datasets')
