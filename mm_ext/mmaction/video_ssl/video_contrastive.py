@@ -46,10 +46,13 @@ class VideoContrastive(BaseModel):
         ema_buffers (str): 'own' - the key encoder keeps its own BN statistics
             (release); 'copy' - copy the query's buffers (mmengine default).
             Defaults to 'own'.
+        queue_init (str): 'randn' - N(0, 1) entries, not normalised (release; the
+            first K / B steps then see large random logits); 'normalized' -
+            unit rows (mmpretrain). Defaults to 'randn'.
         contrastive_cfg (dict, optional): other fields of
             :class:`mm_ext.core.video.ContrastiveConfig` (temperature,
             triplet_margin, tcr_weight, tcr_in_nce, spatial_warp, tps_grid,
-            tps_jitter, be_max_lambda, per_sample, disturb_side, negative_eda,
+            tps_jitter, be_max_lambda, be_source, per_sample, disturb_side, negative_eda,
             negative_eda_ratio).
         data_preprocessor (dict, optional): defaults to mmaction's
             ``ActionDataPreprocessor`` with ImageNet mean/std and 'NCTHW'.
@@ -74,6 +77,7 @@ class VideoContrastive(BaseModel):
                  queue_len: int = 3569,
                  momentum: float = 0.999,
                  ema_buffers: str = 'own',
+                 queue_init: str = 'randn',
                  contrastive_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
@@ -103,8 +107,13 @@ class VideoContrastive(BaseModel):
         self.key_neck = copy.deepcopy(self.neck)
         for p in list(self.key_backbone.parameters()) + list(self.key_neck.parameters()):
             p.requires_grad_(False)
-        # random, not normalised (release); rows are keys
-        self.register_buffer('queue', torch.randn(queue_len, feat_dim))
+        if queue_init not in ('randn', 'normalized'):
+            raise ValueError(f"VideoContrastive: queue_init must be 'randn' or 'normalized', got "
+                             f'{queue_init!r}')
+        queue = torch.randn(queue_len, feat_dim)  # rows are keys
+        if queue_init == 'normalized':
+            queue = torch.nn.functional.normalize(queue, dim=1)
+        self.register_buffer('queue', queue)
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
 
     @property
