@@ -213,3 +213,20 @@ def test_torch_path_equals_numpy_path_on_cpu(monkeypatch, method):
     assert torch.equal(keep_np, keep_t) and torch.allclose(out_np, out_t)
     ref_keep, _ = crowd_nms_reference(b, s, p, o, method=method)
     assert torch.equal(keep_t, ref_keep)
+
+
+@pytest.mark.parametrize('thr', [0.0, 0.3, 0.5, 0.8])
+def test_overlap_pair_sweeps_equal_dense_iou(thr):
+    from mm_ext.core.nms._rounds import overlap_pairs, overlap_pairs_numpy, pairwise_iou
+
+    for seed in range(3):
+        d = clustered_detections(300, seed=seed)
+        boxes = torch.cat([d['boxes'], _random_boxes(50, seed)[0]])
+        boxes[7, 2] = boxes[7, 0]  # a zero-width box overlaps nothing
+        dense = torch.triu(pairwise_iou(boxes, boxes) > thr, diagonal=1)
+        want = {tuple(p) for p in dense.nonzero().tolist()}
+        for u, v, iou in (overlap_pairs(boxes, thr), overlap_pairs_numpy(boxes.numpy(), thr)):
+            u, v = torch.as_tensor(u), torch.as_tensor(v)
+            got = set(zip(torch.minimum(u, v).tolist(), torch.maximum(u, v).tolist()))
+            assert got == want and len(u) == len(want)
+            assert torch.allclose(torch.as_tensor(iou), pairwise_iou(boxes, boxes)[u, v])

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['pairwise_iou', 'overlap_pairs', 'check_inputs', 'sequential_rescore', 'EPS']
+__all__ = ['pairwise_iou', 'overlap_pairs', 'overlap_pairs_numpy', 'check_inputs', 'sequential_rescore',
+           'sequential_rescore_numpy', 'use_numpy', 'EPS']
 
 #: Use the torch path on CPU too (tests set it to check both paths; CUDA always uses it).
 FORCE_TORCH = False
@@ -137,6 +138,90 @@ def overlap_pairs(boxes: Tensor, min_thr: float, legacy_offset: bool = False) ->
             order.index_select(0, second.index_select(0, m)), iou.index_select(0, m))
 
 
+def overlap_pairs_numpy(boxes: np.ndarray, min_thr: float, legacy_offset: bool = False):
+    """:func:`overlap_pairs` on a numpy (N, 4) array, with an extra pruning in y.
+
+    IoU > t also needs a y-overlap above t / (1 + t) of the heights, hence
+    |y1_i - y1_j| < h_max / (1 + t). Boxes are put into horizontal bands of that
+    height and sorted by (band, x1); a box's partners lie in its own band (sweep in x
+    as in :func:`overlap_pairs`) or in the next band with
+    x1_i - w_max / (1 + t) <= x1_j < x2_i - w_i t / (1 + t). Same outputs (as numpy
+    arrays, possibly in another order) with fewer candidates than the x-only sweep.
+    """
+    n = boxes.shape[0]
+    t = max(float(min_thr), 0.0)
+    b = boxes.astype(np.float64)
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    w, h = np.maximum(x2 - x1, 0), np.maximum(y2 - y1, 0)
+    w_max, band_h = float(w.max()), float(h.max()) / (1.0 + t)
+    band = np.floor((y1 - y1.min()) / band_h) if band_h > 0 else np.zeros(n)
+    xs = x1 - x1.min()
+    span = float(xs.max()) + 2 * w_max + 1.0
+    key = band * span + xs
+    order = np.argsort(key, kind='stable')
+    key, band, xs = key[order], band[order], xs[order]
+    reach = band * span + (x2[order] - x1.min()) - w[order] * (t / (1.0 + t))
+    pos = np.arange(n)
+    # same band: partners after i in sorted order with x1_j < reach_i
+    count1 = np.maximum(np.searchsorted(key, reach, side='left') - (pos + 1), 0)
+    # next band: x1_j in [x1_i - w_max / (1 + t), reach_i)
+    lo2 = np.searchsorted(key, (band + 1) * span + xs - w_max / (1.0 + t), side='left')
+    count2 = np.maximum(np.searchsorted(key, reach + span, side='left') - lo2, 0)
+    starts = np.concatenate([pos + 1, lo2])
+    counts = np.concatenate([count1, count2])
+    total = int(counts.sum())
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=boxes.dtype)
+    run = np.repeat(np.arange(2 * n), counts)
+    first = run % n
+    second = np.arange(total) + np.take(starts - (np.cumsum(counts) - counts), run)
+    first, second = np.take(order, first), np.take(order, second)
+    bx = boxes
+    off = 1.0 if legacy_offset else 0.0
+    area = (bx[:, 2] - bx[:, 0] + off) * (bx[:, 3] - bx[:, 1] + off)
+    cx1, cy1, cx2, cy2 = (np.ascontiguousarray(bx[:, k]) for k in range(4))
+    iw = np.minimum(np.take(cx2, first), np.take(cx2, second)) - np.maximum(np.take(cx1, first), np.take(cx1, second))
+    ih = np.minimum(np.take(cy2, first), np.take(cy2, second)) - np.maximum(np.take(cy1, first), np.take(cy1, second))
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    union = np.take(area, first) + np.take(area, second) - inter
+    iou = np.zeros_like(inter)
+    np.divide(inter, union, out=iou, where=union > 0)
+    m = np.flatnonzero(iou > min_thr)
+    return np.take(first, m), np.take(second, m), np.take(iou, m)
+
+
+def sequential_rescore_numpy(boxes: np.ndarray, scores: np.ndarray, row_thr: np.ndarray, gate: np.ndarray,
+                             edge_fn: Optional[EdgeFn] = None, min_score: float = 0.0, max_num: int = -1,
+                             legacy_iou_offset: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`sequential_rescore` on numpy arrays (the CPU path): same arguments and results.
+
+    ``edge_fn`` receives and returns numpy arrays here.
+    """
+    cur = scores.copy()
+    with np.errstate(invalid='ignore'):
+        alive = np.isfinite(cur) & np.isfinite(boxes).all(1) & (cur >= min_score)
+    idx = np.flatnonzero(alive)
+    if idx.size == 0:
+        return idx.astype(np.int64), cur[:0]
+    uniform_thr = bool((row_thr == row_thr[0]).all())
+    rescaling = bool(gate.any()) and edge_fn is not None
+    u, v, iou = overlap_pairs_numpy(boxes[idx], float(row_thr[idx].min()), legacy_iou_offset)
+    uv = np.stack([idx[u], idx[v]], 1)
+    attr, has_flags = None, False
+    if rescaling:
+        f_uv, f_vu, g_uv, g_vu = edge_fn(uv[:, 0], uv[:, 1], iou)
+        has_flags = g_uv is not None
+        attr = np.stack([f_uv, f_vu] + ([g_uv, g_vu] if has_flags else []), 1).astype(cur.dtype)
+    keep, final = _rounds_numpy(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags,
+                                float(min_score))
+    order = np.lexsort((keep, -final))  # final score descending, ties by lowest index
+    keep, final = keep[order], final[order]
+    if max_num is not None and max_num > 0:
+        keep, final = keep[:max_num], final[:max_num]
+    return keep.astype(np.int64), final
+
+
 def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Tensor,
                        edge_fn: Optional[EdgeFn] = None, min_score: float = 0.0, max_num: int = -1,
                        legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
@@ -174,6 +259,10 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Ten
         be blocked itself, or the higher one is never rescaled and is picked first.
     """
     device = boxes.device
+    if use_numpy(boxes, scores):
+        keep, final = sequential_rescore_numpy(boxes.numpy(), scores.numpy(), row_thr.numpy(), gate.numpy(),
+                                               edge_fn, min_score, max_num, legacy_iou_offset)
+        return torch.from_numpy(keep), torch.from_numpy(final)
     cur = scores.clone()
     alive = torch.isfinite(cur) & torch.isfinite(boxes).all(1) & (cur >= min_score)
     idx = alive.nonzero().squeeze(1)
@@ -182,22 +271,15 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Ten
     thr_min = float(row_thr.index_select(0, idx).min())
     uniform_thr = bool((row_thr == row_thr[0]).all())
     rescaling = bool(gate.any()) and edge_fn is not None
-    if device.type == 'cpu' and cur.dtype in (torch.float32, torch.float64) and not FORCE_TORCH:
-        # the same algorithm on numpy arrays: several times less overhead per small op
-        # (the candidate sweep itself is faster in torch: index_select beats numpy fancy indexing)
-        u, v, iou = overlap_pairs(boxes.index_select(0, idx), thr_min, legacy_iou_offset)
-        idx_np = idx.numpy()
-        uv, iou = np.stack([idx_np[u.numpy()], idx_np[v.numpy()]], 1), iou.numpy()
-        attr, has_flags = _edge_attributes(edge_fn, uv, iou, rescaling, np.stack, cur.dtype)
-        keep, final = _rounds_numpy(cur.numpy(), alive.numpy(), uv, iou, attr, gate.numpy(),
-                                    row_thr.numpy(), uniform_thr, has_flags, float(min_score))
-        keep, final = torch.from_numpy(keep), torch.from_numpy(final)
-    else:
-        u, v, iou = overlap_pairs(boxes.index_select(0, idx), thr_min, legacy_iou_offset)
-        uv = torch.stack([idx.index_select(0, u), idx.index_select(0, v)], 1)  # (E, 2)
-        attr, has_flags = _edge_attributes(edge_fn, uv, iou, rescaling, torch.stack, cur.dtype)
-        keep, final = _rounds_torch(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags,
-                                    min_score)
+    u, v, iou = overlap_pairs(boxes.index_select(0, idx), thr_min, legacy_iou_offset)
+    uv = torch.stack([idx.index_select(0, u), idx.index_select(0, v)], 1)  # (E, 2)
+    attr, has_flags = None, False
+    if rescaling:
+        f_uv, f_vu, g_uv, g_vu = edge_fn(uv[:, 0], uv[:, 1], iou)
+        has_flags = g_uv is not None
+        cols = [f_uv, f_vu] + ([g_uv, g_vu] if has_flags else [])
+        attr = torch.stack([c.to(cur.dtype) for c in cols], 1)  # (E, 2 or 4) factors (and flags)
+    keep, final = _rounds_torch(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags, min_score)
     # pick order == (final score desc, index asc): sort by index, then stable by score
     by_idx = torch.sort(keep).indices
     keep, final = keep.index_select(0, by_idx), final.index_select(0, by_idx)
@@ -208,16 +290,10 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Ten
     return keep, final
 
 
-def _edge_attributes(edge_fn, uv, iou, rescaling, stack, dtype):
-    """(E, 2 or 4) per-edge factors u->v, v->u (and flags as 0/1), or None when not rescaling."""
-    if not rescaling:
-        return None, False
-    f_uv, f_vu, g_uv, g_vu = edge_fn(uv[:, 0], uv[:, 1], iou)
-    cols = [f_uv, f_vu] + ([g_uv, g_vu] if g_uv is not None else [])
-    if isinstance(f_uv, np.ndarray):
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        return stack([c.astype(np_dtype) for c in cols], 1), g_uv is not None
-    return stack([c.to(dtype) for c in cols], 1), g_uv is not None
+def use_numpy(*tensors: Tensor) -> bool:
+    """Whether the CPU/numpy path applies (CPU float32/float64 inputs, not forced to torch)."""
+    return not FORCE_TORCH and all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
+                                   for t in tensors)
 
 
 def _rounds_torch(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags, min_score):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._rounds import EPS, check_inputs, sequential_rescore
+from ._rounds import EPS, check_inputs, sequential_rescore, sequential_rescore_numpy, use_numpy
 
 __all__ = ['noh_nms']
 
@@ -81,44 +81,57 @@ def noh_nms(boxes: Tensor,
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
     boxes = boxes.float() if not boxes.is_floating_point() else boxes
+    noh_boxes = boxes if noh_scores is None else noh_boxes.to(boxes.dtype)
+    inv_two_var = 1.0 / (2.0 * sigma * sigma)
+    if use_numpy(boxes, scores):  # CPU: the whole op on numpy arrays (lower per-op overhead)
+        b, o = boxes.numpy(), noh_boxes.numpy()
+        if noh_scores is None:
+            active = np.zeros(n, dtype=bool)
+        else:
+            with np.errstate(invalid='ignore'):
+                active = (noh_scores.numpy() > noh_score_thr) & np.isfinite(o).all(1)
+        edge_fn = _edge_fn(_box_terms(b, o, np), np.take, np.exp, inv_two_var, flag_thr)
+        keep, final = sequential_rescore_numpy(b, scores.numpy(), np.full(n, iou_threshold, dtype=b.dtype),
+                                               active, edge_fn, min_score, max_num, legacy_iou_offset)
+        return torch.from_numpy(keep), torch.from_numpy(final)
     if noh_scores is None:
         active = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-        noh_boxes = boxes
     else:
-        noh_boxes = noh_boxes.to(boxes.dtype)
         active = (noh_scores > noh_score_thr) & torch.isfinite(noh_boxes).all(1)
-
-    # per-box terms: the offset of a candidate from the hallucinated box, in M's frame,
-    # is ((x1_j - ox1_i) / w_i, (y1_j - oy1_i) / h_i, ln w_j - ln ow_i, ln h_j - ln oh_i)
-    w = (boxes[:, 2] - boxes[:, 0]).clamp(min=EPS)
-    h = (boxes[:, 3] - boxes[:, 1]).clamp(min=EPS)
-    inv_w, inv_h = 1.0 / w, 1.0 / h
-    log_w, log_h = w.log(), h.log()
-    o_log_w = (noh_boxes[:, 2] - noh_boxes[:, 0]).clamp(min=EPS).log()
-    o_log_h = (noh_boxes[:, 3] - noh_boxes[:, 1]).clamp(min=EPS).log()
-    inv_two_var = 1.0 / (2.0 * sigma * sigma)
-
-    terms = dict(x1=boxes[:, 0].contiguous(), y1=boxes[:, 1].contiguous(), ox1=noh_boxes[:, 0].contiguous(),
-                 oy1=noh_boxes[:, 1].contiguous(), inv_w=inv_w, inv_h=inv_h, log_w=log_w, log_h=log_h,
-                 o_log_w=o_log_w, o_log_h=o_log_h)
-
-    def edge_fn(u, v, iou):
-        if isinstance(u, np.ndarray):  # CPU path of sequential_rescore
-            t = {k: val.numpy() for k, val in terms.items()}
-            take, exp = (lambda a, i: a[i]), np.exp
-        else:  # index_select: much faster than advanced indexing
-            t, take, exp = terms, (lambda a, i: a.index_select(0, i)), torch.exp
-
-        def weight(src, dst):
-            dx = (take(t['x1'], dst) - take(t['ox1'], src)) * take(t['inv_w'], src)
-            dy = (take(t['y1'], dst) - take(t['oy1'], src)) * take(t['inv_h'], src)
-            dw = take(t['log_w'], dst) - take(t['o_log_w'], src)
-            dh = take(t['log_h'], dst) - take(t['o_log_h'], src)
-            return exp(-(dx * dx + dy * dy + dw * dw + dh * dh) * inv_two_var)
-
-        w_uv, w_vu = weight(u, v), weight(v, u)
-        return w_uv, w_vu, w_uv >= flag_thr, w_vu >= flag_thr
-
+    edge_fn = _edge_fn(_box_terms(boxes, noh_boxes, torch), lambda a, i: a.index_select(0, i), torch.exp,
+                       inv_two_var, flag_thr)
     row_thr = torch.full((n,), float(iou_threshold), dtype=boxes.dtype, device=boxes.device)
     return sequential_rescore(boxes, scores, row_thr, active, edge_fn, min_score=min_score,
                               max_num=max_num, legacy_iou_offset=legacy_iou_offset)
+
+
+def _box_terms(b, o, xp):
+    """Per-box terms of the NOH offset, for torch or numpy (N, 4) boxes ``b`` and hallucinated ``o``.
+
+    The offset of candidate j from the hallucinated box of the picked box i, in i's frame, is
+    enc(b_i, b_j) - enc(b_i, o_i) = ((x1_j - ox1_i) / w_i, (y1_j - oy1_i) / h_i,
+    ln w_j - ln ow_i, ln h_j - ln oh_i); widths/heights are floored at ``EPS``.
+    """
+    floor = (lambda x: x.clamp(min=EPS)) if xp is torch else (lambda x: np.maximum(x, EPS))
+    w, h = floor(b[:, 2] - b[:, 0]), floor(b[:, 3] - b[:, 1])
+    contiguous = (lambda x: x.contiguous()) if xp is torch else np.ascontiguousarray
+    return dict(x1=contiguous(b[:, 0]), y1=contiguous(b[:, 1]), ox1=contiguous(o[:, 0]), oy1=contiguous(o[:, 1]),
+                inv_w=1.0 / w, inv_h=1.0 / h, log_w=xp.log(w), log_h=xp.log(h),
+                o_log_w=xp.log(floor(o[:, 2] - o[:, 0])), o_log_h=xp.log(floor(o[:, 3] - o[:, 1])))
+
+
+def _edge_fn(t, take, exp, inv_two_var, flag_thr):
+    """``edge_fn`` of :func:`sequential_rescore`: Gaussian weights (and flags) both ways per pair."""
+
+    def weight(src, dst):
+        dx = (take(t['x1'], dst) - take(t['ox1'], src)) * take(t['inv_w'], src)
+        dy = (take(t['y1'], dst) - take(t['oy1'], src)) * take(t['inv_h'], src)
+        dw = take(t['log_w'], dst) - take(t['o_log_w'], src)
+        dh = take(t['log_h'], dst) - take(t['o_log_h'], src)
+        return exp(-(dx * dx + dy * dy + dw * dw + dh * dh) * inv_two_var)
+
+    def edge_fn(u, v, iou):
+        w_uv, w_vu = weight(u, v), weight(v, u)
+        return w_uv, w_vu, w_uv >= flag_thr, w_vu >= flag_thr
+
+    return edge_fn
