@@ -175,20 +175,20 @@ def overlap_pairs_numpy(boxes: np.ndarray, min_thr: float, legacy_offset: bool =
         return empty, empty, np.zeros(0, dtype=boxes.dtype)
     run = np.repeat(np.arange(2 * n), counts)
     first = run % n
-    second = np.arange(total) + np.take(starts - (np.cumsum(counts) - counts), run)
-    first, second = np.take(order, first), np.take(order, second)
+    second = np.arange(total) + (starts - (np.cumsum(counts) - counts)).take(run)
+    first, second = order.take(first), order.take(second)
     bx = boxes
     off = 1.0 if legacy_offset else 0.0
     area = (bx[:, 2] - bx[:, 0] + off) * (bx[:, 3] - bx[:, 1] + off)
     cx1, cy1, cx2, cy2 = (np.ascontiguousarray(bx[:, k]) for k in range(4))
-    iw = np.minimum(np.take(cx2, first), np.take(cx2, second)) - np.maximum(np.take(cx1, first), np.take(cx1, second))
-    ih = np.minimum(np.take(cy2, first), np.take(cy2, second)) - np.maximum(np.take(cy1, first), np.take(cy1, second))
+    iw = np.minimum(cx2.take(first), cx2.take(second)) - np.maximum(cx1.take(first), cx1.take(second))
+    ih = np.minimum(cy2.take(first), cy2.take(second)) - np.maximum(cy1.take(first), cy1.take(second))
     inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    union = np.take(area, first) + np.take(area, second) - inter
+    union = area.take(first) + area.take(second) - inter
     iou = np.zeros_like(inter)
     np.divide(inter, union, out=iou, where=union > 0)
-    m = np.flatnonzero(iou > min_thr)
-    return np.take(first, m), np.take(second, m), np.take(iou, m)
+    m = _nz(iou > min_thr)
+    return first.take(m), second.take(m), iou.take(m)
 
 
 def sequential_rescore_numpy(boxes: np.ndarray, scores: np.ndarray, row_thr: np.ndarray, gate: np.ndarray,
@@ -201,7 +201,7 @@ def sequential_rescore_numpy(boxes: np.ndarray, scores: np.ndarray, row_thr: np.
     cur = scores.copy()
     with np.errstate(invalid='ignore'):
         alive = np.isfinite(cur) & np.isfinite(boxes).all(1) & (cur >= min_score)
-    idx = np.flatnonzero(alive)
+    idx = _nz(alive)
     if idx.size == 0:
         return idx.astype(np.int64), cur[:0]
     uniform_thr = bool((row_thr == row_thr[0]).all())
@@ -290,6 +290,11 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Ten
     return keep, final
 
 
+def _nz(mask: np.ndarray) -> np.ndarray:
+    """Indices of the True entries of a 1-D mask (``np.flatnonzero`` without its wrapper)."""
+    return mask.nonzero()[0]
+
+
 def use_numpy(*tensors: Tensor) -> bool:
     """Whether the CPU/numpy path applies (CPU float32/float64 inputs, not forced to torch)."""
     return not FORCE_TORCH and all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
@@ -355,7 +360,7 @@ def _rounds_numpy(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_fla
     alive = alive.copy()
     flags = np.zeros(n, dtype=bool)
     rank = np.zeros(n, dtype=np.int64)
-    idx = np.flatnonzero(alive)
+    idx = _nz(alive)
     u, v = uv[:, 0], uv[:, 1]
     picked, picked_scores = [], []
     while idx.size:
@@ -366,18 +371,18 @@ def _rounds_numpy(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_fla
         dst = np.where(up, v, u)
         sel = None
         if not uniform_thr:
-            sel = np.flatnonzero(iou > row_thr[src])
+            sel = _nz(iou > row_thr[src])
             src, dst, up = src[sel], dst[sel], up[sel]
         blocked = np.zeros(n, dtype=bool)
         blocked[dst] = True
         safe = alive & ~blocked
-        rows = np.flatnonzero(safe)
+        rows = _nz(safe)
         picked.append(rows)
         picked_scores.append(cur[rows])
         alive &= blocked
         if not dst.size:
             break
-        from_safe = np.flatnonzero(safe[src])
+        from_safe = _nz(safe[src])
         s_src, s_dst = src[from_safe], dst[from_safe]
         if attr is not None:
             e = from_safe if sel is None else sel[from_safe]
@@ -391,8 +396,8 @@ def _rounds_numpy(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_fla
         else:
             cur[s_dst] = 0
         alive &= cur >= min_score
-        idx = np.flatnonzero(alive)
-        keep_edge = np.flatnonzero(alive[u] & alive[v])
+        idx = _nz(alive)
+        keep_edge = _nz(alive[u] & alive[v])
         u, v, iou = u[keep_edge], v[keep_edge], iou[keep_edge]
         if attr is not None:
             attr = attr[keep_edge]

@@ -90,7 +90,7 @@ def noh_nms(boxes: Tensor,
         else:
             with np.errstate(invalid='ignore'):
                 active = (noh_scores.numpy() > noh_score_thr) & np.isfinite(o).all(1)
-        edge_fn = _edge_fn(_box_terms(b, o, np), np.take, np.exp, inv_two_var, flag_thr)
+        edge_fn = _edge_fn(_box_terms(b, o, np), lambda a, i: a.take(i), np.exp, inv_two_var, flag_thr)
         keep, final = sequential_rescore_numpy(b, scores.numpy(), np.full(n, iou_threshold, dtype=b.dtype),
                                                active, edge_fn, min_score, max_num, legacy_iou_offset)
         return torch.from_numpy(keep), torch.from_numpy(final)
