@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,6 +165,7 @@ def main(argv=None):
         work_dir = REPO / work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
 
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # mmengine import noise
     import torch
 
     import mm_ext  # noqa: F401  compat fixes

@@ -18,7 +18,16 @@ because the pick order equals the order of final scores (descending, ties by
 lowest index): a candidate picked earlier had, at its pick time, a score not
 below the later one's score at that time, which is not below its final score.
 
-Everything here is device-generic torch; there is no Python loop over pairs.
+Overlapping pairs (IoU above the smallest threshold) are found once by a sweep
+over boxes sorted by x1 (no N x N matrix); each round is then a handful of
+vectorised operations over the remaining boxes and pairs, with no Python loop
+over boxes or pairs. The number of rounds is the depth of the suppression
+chains (typically < 10 for N = 1000 crowded detections).
+
+Two implementations of the same steps: torch (any device; used for CUDA tensors)
+and numpy (CPU float tensors: the per-operation overhead of these small
+vectorised steps is several times lower). ``FORCE_TORCH`` selects torch on the
+CPU too; the tests check that both give the same result.
 """
 from typing import Callable, Optional, Tuple
 

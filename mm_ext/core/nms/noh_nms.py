@@ -70,6 +70,9 @@ def noh_nms(boxes: Tensor,
         A box with a NaN/inf score or coordinate is never kept; a NaN/inf NOH score
         or hallucinated box disables that box's NOH (it then suppresses greedily).
         Equals greedy NMS (``mmcv.ops.nms``) when no ``p`` exceeds ``noh_score_thr``.
+        Boxes scoring below ``min_score`` from the start are dropped too. Vectorised
+        (see :mod:`mm_ext.core.nms._rounds`): CUDA tensors stay on the device, CPU
+        float tensors run on numpy; the outputs are on the input device.
     """
     if (noh_scores is None) != (noh_boxes is None):
         raise ValueError('noh_scores and noh_boxes must be given together (or both None '
