@@ -170,3 +170,50 @@ def test_paper_configs_build(name, repo_root):
     noh = 'noh-nms' in name
     assert hasattr(model.roi_head.bbox_head, 'noh_fcs') == noh
     assert cfg.model.test_cfg.rcnn.nms['type'] == ('noh' if noh else 'nms')
+
+
+def test_synth_crowd_loads_with_stock_crowdhuman_dataset(dataset):
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import DATASETS
+
+    init_default_scope('mmdet')
+    root = dataset('synth-crowd', num_train=4, num_val=2, suffix='tiny')
+    recs = [json.loads(line) for line in (root / 'annotation_train.odgt').read_text().splitlines() if line]
+    ds = DATASETS.build(dict(type='CrowdHumanDataset', data_root=str(root), ann_file='annotation_train.odgt',
+                             data_prefix=dict(img='Images/'), pipeline=[]))
+    assert len(ds) == 4 and (root / 'id_hw_train.json').is_file()
+    for rec, info in zip(recs, (ds.get_data_info(i) for i in range(len(ds)))):
+        assert info['img_id'] == rec['ID'] and (info['height'], info['width']) == (160, 256)
+        assert (root / 'Images' / f"{rec['ID']}.jpg").is_file()
+        tags = [g['tag'] for g in rec['gtboxes']]
+        assert [inst['ignore_flag'] for inst in info['instances']] == [int(t != 'person') for t in tags]
+        assert 'person' in tags
+        for g, inst in zip(rec['gtboxes'], info['instances']):
+            x, y, w, h = g['fbox']
+            assert inst['bbox'] == pytest.approx([x, y, x + w, y + h])
+
+
+def test_synth_crowd_generator_is_seeded_and_crowded(tmp_path):
+    from mm_ext.datagen.synth_crowd import generate
+
+    a = generate(tmp_path / 'a', seed=3, num_train=6, num_val=2)
+    generate(tmp_path / 'b', seed=3, num_train=6, num_val=2)
+    generate(tmp_path / 'c', seed=4, num_train=6, num_val=2)
+    same = (tmp_path / 'a/annotation_train.odgt').read_text() == (tmp_path / 'b/annotation_train.odgt').read_text()
+    other = (tmp_path / 'a/annotation_train.odgt').read_text() == (tmp_path / 'c/annotation_train.odgt').read_text()
+    assert same and not other
+    assert a['persons'] > 8
+    with pytest.raises(ValueError, match='width/height'):
+        generate(tmp_path / 'd', width=32, height=32)
+    # overlapping pairs above the NMS threshold exist: the case greedy NMS gets wrong
+    big = generate(tmp_path / 'e', seed=0, num_train=30, num_val=1)
+    recs = [json.loads(x) for x in (tmp_path / 'e/annotation_train.odgt').read_text().splitlines() if x]
+    from mm_ext.core.nms._rounds import pairwise_iou
+
+    n_high = 0
+    for rec in recs:
+        b = torch.tensor([[g['fbox'][0], g['fbox'][1], g['fbox'][0] + g['fbox'][2], g['fbox'][1] + g['fbox'][3]]
+                          for g in rec['gtboxes'] if g['tag'] == 'person'])
+        n_high += int(torch.triu(pairwise_iou(b, b) > 0.5, diagonal=1).sum())
+    assert n_high >= 5 and big['ignore_regions'] >= 1
