@@ -230,3 +230,22 @@ def test_overlap_pair_sweeps_equal_dense_iou(thr):
             got = set(zip(torch.minimum(u, v).tolist(), torch.maximum(u, v).tolist()))
             assert got == want and len(u) == len(want)
             assert torch.allclose(torch.as_tensor(iou), pairwise_iou(boxes, boxes)[u, v])
+
+
+def test_batched_crowd_nms_runs_each_class_alone():
+    from mm_ext.core.nms import batched_crowd_nms
+
+    d = clustered_detections(300, seed=8)
+    b, s, p, o = d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes']
+    labels = torch.arange(300) % 3
+    keep, out = batched_crowd_nms(b, s, labels, p, o, method='noh', max_num=50)
+    parts = []
+    for c in range(3):
+        idx = (labels == c).nonzero().squeeze(1)
+        k, f = noh_nms(b[idx], s[idx], p[idx], o[idx])
+        parts += list(zip(f.tolist(), idx[k].tolist()))
+    parts.sort(key=lambda t: (-t[0], t[1]))
+    assert keep.tolist() == [i for _, i in parts[:50]]
+    assert out.tolist() == pytest.approx([f for f, _ in parts[:50]])
+    with pytest.raises(ValueError, match='noh_scores'):
+        batched_crowd_nms(b, s, labels, method='adaptive')
