@@ -11,8 +11,17 @@ REPO = Path(__file__).resolve().parents[2]
 CFG = REPO / 'configs/mmdet/noh/noh-nms_faster-rcnn_r18-w16_fpn_1xb4-400i_synth-crowd.py'
 
 
+@pytest.fixture
+def one_thread():
+    """Small ops on a shared 2-core machine: one intra-op thread avoids OpenMP contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_noh_runner_one_iteration_then_predict(dataset, tmp_path):
+def test_noh_runner_one_iteration_then_predict(dataset, tmp_path, one_thread):
     import mm_ext  # noqa: F401  compat fixes
     from mmengine.config import Config
     from mmengine.runner import Runner
