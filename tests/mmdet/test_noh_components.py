@@ -35,7 +35,7 @@ def _head(**kw):
 def test_noh_components_registered_and_reload_is_idempotent():
     from mm_ext.mmdet.noh import noh_bbox_head
 
-    for reg, name in ((MODELS, 'NOHRoIHead'), (MODELS, 'NOHBBoxHead'), (TASK_UTILS, 'NOHNearbyAssigner'),
+    for reg, name in ((MODELS, 'NOHRoIHead'), (MODELS, 'NOHBBoxHead'), (MODELS, 'NOHAvgPoolFPN'), (TASK_UTILS, 'NOHNearbyAssigner'),
                       (TASK_UTILS, 'NOHIoAIgnoreAssigner'), (METRICS, 'CrowdHumanRecallMetric')):
         assert reg.get(name) is not None, name
     importlib.reload(noh_bbox_head)
@@ -217,3 +217,20 @@ def test_synth_crowd_generator_is_seeded_and_crowded(tmp_path):
                           for g in rec['gtboxes'] if g['tag'] == 'person'])
         n_high += int(torch.triu(pairwise_iou(b, b) > 0.5, diagonal=1).sum())
     assert n_high >= 5 and big['ignore_regions'] >= 1
+
+
+def test_avg_pool_fpn_p6_is_2x2_average_of_p5():
+    import torch.nn.functional as F
+
+    fpn = MODELS.build(dict(type='NOHAvgPoolFPN', in_channels=[4, 8], out_channels=6, num_outs=4))
+    stock = MODELS.build(dict(type='FPN', in_channels=[4, 8], out_channels=6, num_outs=4))
+    stock.load_state_dict(fpn.state_dict())
+    feats = (torch.randn(1, 4, 16, 16), torch.randn(1, 8, 8, 8))
+    outs, ref = fpn(feats), stock(feats)
+    assert [o.shape[-1] for o in outs] == [16, 8, 4, 2]
+    assert torch.equal(outs[0], ref[0]) and torch.equal(outs[1], ref[1])
+    assert torch.allclose(outs[2], F.avg_pool2d(outs[1], 2, 2)) and torch.allclose(outs[3], F.avg_pool2d(outs[2], 2, 2))
+    assert not torch.allclose(outs[2], ref[2])  # mmdet's 1x1 max-pool subsamples instead
+    with pytest.raises(ValueError, match='add_extra_convs'):
+        MODELS.build(dict(type='NOHAvgPoolFPN', in_channels=[4, 8], out_channels=6, num_outs=4,
+                          add_extra_convs='on_input'))

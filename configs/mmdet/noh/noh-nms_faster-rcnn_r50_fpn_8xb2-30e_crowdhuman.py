@@ -3,8 +3,8 @@
 # 32..512 with ratios (h/w) 1/2/3, 512 RoIs at 0.5 positives, shorter side 800 / max 1400,
 # 30 epochs (28,125 iterations at batch 16), lr 0.04, test score > 0.05, NMS 0.5, 200 per image.
 # Paper: AP 89.0 / Recall 92.9 / MR^-2 43.9 (official weights 88.8 / 92.6 / 43.7).
-# Documented differences: mmdet's FPN P6 (1x1 max-pool) instead of 2x2 average pooling and
-# mmdet's per-level RPN nms_pre (2400 / 1200 per level ~ 12000 / 6000 over all levels).
+# Documented difference: mmdet's per-level RPN nms_pre (2400 / 1200 per level ~ 12000 / 6000 over
+# all levels) instead of the official top-k over all levels together.
 _base_ = ['mmdet::_base_/default_runtime.py']
 custom_imports = dict(imports=['mm_ext.mmdet'], allow_failed_imports=False)
 
@@ -29,7 +29,7 @@ model = dict(
         # torch hub cache (or set init_cfg=None for a random-init run)
         init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://detectron2/resnet50_caffe')),
     neck=dict(
-        type='FPN',
+        type='NOHAvgPoolFPN',  # official P6 = 2x2 average pooling of P5 (mmdet 'FPN': 1x1 max-pool)
         in_channels=[256, 512, 1024, 2048],
         out_channels=256,
         num_outs=5,
