@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-CFG = 'configs/mmpretrain/pff/pff_vgg-w8_1xb64-12e_digits-cifar.py'
+CFG = 'configs/mmpretrain/pff/pff_vgg-w8_1xb64-20e_digits-cifar.py'
 
 
 def _tool(repo_root, rel):
