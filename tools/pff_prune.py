@@ -140,7 +140,10 @@ def main(argv=None):
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(Path(args.checkpoint).stem + '_pruned.pth')
     heatmap = Path(args.heatmap) if args.heatmap else out.with_name(out.stem + '_stripes.png')
 
-    model = MODELS.build(cfg.model)
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:  # the Runner merges the top-level preprocessor the same way
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     if not hasattr(model, 'tensor_path'):
         raise SystemExit(f'pff_prune.py: model type {type(model).__name__} is not a PFFImageClassifier; '
                          "set model.type='PFFImageClassifier' in the config")
@@ -203,7 +206,7 @@ def main(argv=None):
     os.replace(tmp, out)
 
     # the written checkpoint must load into a freshly built model of the same config
-    fresh = MODELS.build(cfg.model)
+    fresh = MODELS.build(model_cfg)
     load_checkpoint(fresh, str(out), map_location='cpu', strict=True, logger='silent')
     fresh.eval()
     with torch.no_grad():
