@@ -7,7 +7,6 @@
    its BN/activation (so outputs are unchanged);
 3. turn every pruned conv into a :class:`PrunedConv2d` (stripe storage, fastest form).
 """
-import copy
 import warnings
 from typing import Dict, Optional, Tuple
 

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .stripe_conv import StripeConv2d, _out_size
+from .stripe_conv import StripeConv2d
 
 __all__ = ['PrunedConv2d']
 

@@ -172,10 +172,7 @@ class StripeConv2d(nn.Module):
         else:
             phases = xpad.view(c, b, hq, s, wq, s).permute(3, 5, 0, 1, 2, 4).reshape(s, s, c, length)
         out = x.new_zeros(n, length)
-        by_phase: Dict[Tuple[int, int], list] = {}
-        for entry in self._plan():
-            by_phase.setdefault((entry[0] % s, entry[1] % s), []).append(entry)
-        for (a, bb), entries in by_phase.items():
+        for (a, bb), entries in self._phase_entries(s).items():
             r0, r1 = entries[0][2], entries[-1][3]
             rows = torch.cat([torch.arange(e[2], e[3], device=x.device) for e in entries]) \
                 if any(entries[t][3] != entries[t + 1][2] for t in range(len(entries) - 1)) else None

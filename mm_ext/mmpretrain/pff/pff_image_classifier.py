@@ -1,5 +1,5 @@
 """ImageClassifier whose convs carry Filter Skeletons from construction on (PFF, spec E.1)."""
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
 import torch
 import torch.nn as nn
