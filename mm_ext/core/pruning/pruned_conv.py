@@ -96,24 +96,22 @@ class PrunedConv2d(StripeConv2d):
         key = (x.shape[0], x.shape[2], x.shape[3], x.dtype, x.device)
         form = self.choices.get(key)
         if form is None:
-            best = None
-            for cand in ('dense', 'flat', 'gather', 'nchw'):
+            cands = ('dense', 'flat', 'gather', 'nchw')
+            for cand in cands:
                 self._run(cand, x)  # warm-up (plans, caches, allocator)
-                ts = []
-                for _ in range(self.timing_repeats):
+            times = {c: [] for c in cands}
+            for _ in range(self.timing_repeats):  # round-robin, so a load spike hits every form alike
+                for cand in cands:
                     if x.is_cuda:
                         torch.cuda.synchronize(x.device)
                     t0 = time.perf_counter()
                     self._run(cand, x)
                     if x.is_cuda:
                         torch.cuda.synchronize(x.device)
-                    ts.append(time.perf_counter() - t0)
-                t = sorted(ts)[len(ts) // 2]
-                if cand != 'dense':
-                    t *= 1.0 + self.stripe_margin  # a stripe form must win clearly, not by timing noise
-                if best is None or t < best[0]:
-                    best = (t, cand)
-            form = self.choices[key] = best[1]
+                    times[cand].append(time.perf_counter() - t0)
+            med = {c: sorted(t)[len(t) // 2] * (1.0 if c == 'dense' else 1.0 + self.stripe_margin)
+                   for c, t in times.items()}  # a stripe form must win clearly, not by timing noise
+            form = self.choices[key] = min(med, key=med.get)
         return form
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
