@@ -159,7 +159,6 @@ def bench(dense, pruned, batch, device, repeats):
     forms = {}
     for m in pruned.modules():
         if isinstance(m, PrunedConv2d):
-            key = (batch, x.shape[2], x.shape[3], x.dtype, x.device)
             for k, v in m.choices.items():
                 if k[0] == batch:
                     forms[v] = forms.get(v, 0) + 1
