@@ -43,8 +43,11 @@ run_logged pip-tools "check network access to PyPI" "${PIP[@]}" install -q "pip>
 if [ -n "$TORCH_SPEC" ]; then
   step "torch ($TORCH_SPEC)"
   # shellcheck disable=SC2086
-  run_logged torch "install a torch/torchvision pair yourself and rerun with MMEXT_TORCH_SPEC=''" "${PIP[@]}" install $TORCH_SPEC
+  # torch asks for setuptools>=77.0.3 and would pull the newest, which lacks pkg_resources (needed by
+  # mmcv's setup.py and at run time by mmengine): keep it below 81.
+  run_logged torch "install a torch/torchvision pair yourself and rerun with MMEXT_TORCH_SPEC=''" "${PIP[@]}" install $TORCH_SPEC "setuptools<81"
 fi
+"$PY" -c 'import pkg_resources' 2>/dev/null || run_logged setuptools "pip install 'setuptools<81' into $VENV" "${PIP[@]}" install "setuptools<81"
 torch_ver=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
 pytag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 

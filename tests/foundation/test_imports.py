@@ -64,3 +64,9 @@ def test_torchreid_cuhk03_metric_path_runs_on_numpy2():
     # query 0: its only match is ranked first; query 1: one of its two matches is sampled,
     # ranked 2nd or 1st depending on the draw -> top-1 over the two queries is 0.5 or 1.0
     assert cmc[0] in (0.5, 1.0) and cmc[-1] == 1.0
+
+
+def test_pkg_resources_is_available_for_mmengine():
+    """mmengine resolves ``mmdet::`` base configs through pkg_resources (setuptools < 81)."""
+    from mmengine.utils import get_installed_path
+    assert get_installed_path('mmdet').endswith('mmdet')
