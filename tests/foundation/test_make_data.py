@@ -63,15 +63,18 @@ def test_unknown_dataset_lists_the_choices():
 def test_generated_cifar10_reads_it_with_mmpretrain(tmp_path):
     import mm_ext.mmpretrain  # noqa: F401
     from mmpretrain.registry import DATASETS as PT_DATASETS
+    from mmengine.registry import DefaultScope
     root = make_dataset('digits-cifar', root=tmp_path)
-    ds = PT_DATASETS.build(dict(type='GeneratedCIFAR10', data_root=str(root), split='test',
-                                pipeline=[]))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ds = PT_DATASETS.build(dict(type='GeneratedCIFAR10', data_root=str(root), split='test',
+                                    pipeline=[]))
     assert len(ds) == 297
     assert ds.metainfo['classes'][3] == 'digit_3'
     with open(root / 'cifar-10-batches-py' / 'test_batch', 'rb') as f:
         raw = pickle.load(f, encoding='latin1')
     img0 = raw['data'][0].reshape(3, 32, 32).transpose(1, 2, 0)
     assert np.array_equal(ds[0]['img'], img0) and ds[0]['gt_label'] == raw['labels'][0]
-    with pytest.raises(FileNotFoundError, match='make_data.py digits-cifar'):
+    with pytest.raises(FileNotFoundError, match='make_data.py digits-cifar'), \
+            DefaultScope.overwrite_default_scope('mmpretrain'):
         PT_DATASETS.build(dict(type='GeneratedCIFAR10', data_root=str(tmp_path / 'missing'),
                                split='test', pipeline=[]))
