@@ -89,7 +89,7 @@ def _check_decodable(path: Path, frames: int, size: int) -> None:
 
 
 def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int = 24,
-             val_per_class: int = 8, test_per_class: int = 12, frames: int = 16, size: int = 64,
+             val_per_class: int = 8, test_per_class: int = 25, frames: int = 16, size: int = 64,
              bias: float = 0.9, fps: int = 8) -> dict:
     """Write the dataset into ``out_dir`` (an empty folder).
 
@@ -100,7 +100,7 @@ def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int 
         train_per_class (int): train clips per class. Defaults to 24.
         val_per_class (int): in-distribution (scene-correlated) held-out clips
             per class. Defaults to 8.
-        test_per_class (int): decorrelated test clips per class. Defaults to 12.
+        test_per_class (int): decorrelated test clips per class. Defaults to 25.
         frames (int): frames per video. Defaults to 16.
         size (int): frame side in pixels. Defaults to 64. (decord 0.6.0 mis-decodes some
             sizes, e.g. 48; the first video is checked when decord is installed.)

@@ -145,22 +145,32 @@ def run(data_root, work_dir, modes, epochs, seed=0, log=print):
         # scene decodability on the decorrelated split (train scenes -> test scenes)
         (scene_test,) = linear_probe(f['train'], splits['train'][2],
                                      [(f['test'], splits['test'][2])], seed=seed)
-        rows.append(dict(method=mode, val_acc=acc_val, test_acc=acc_test,
+        rows.append(dict(method=mode, seed=seed, val_acc=acc_val, test_acc=acc_test,
                          scene_acc=scene_test, seconds=time.time() - t0))
-        log(f'[scene_bias] {mode:6s} done in {time.time() - t0:.0f}s: val {acc_val:.1f} '
+        log(f'[scene_bias] seed {seed} {mode:6s} done in {time.time() - t0:.0f}s: val {acc_val:.1f} '
             f'test {acc_test:.1f} scene {scene_test:.1f}')
     return rows
 
 
 def format_table(rows, epochs, n_classes=4):
+    """Mean (and std over seeds when there are several) of each column per method."""
+    seeds = sorted({r.get('seed', 0) for r in rows})
     lines = [f'scene-bias-video, linear probe on frozen features (pretraining: {epochs} epochs; '
-             f'chance {100 / n_classes:.0f}%)',
+             f'seeds {seeds}; chance {100 / n_classes:.0f}%)',
              f'{"method":8s} | {"val acc (scene-correlated)":>26s} | '
              f'{"test acc (decorrelated)":>23s} | {"scene acc on test":>17s}',
              '-' * 84]
-    for r in rows:
-        lines.append(f'{r["method"]:8s} | {r["val_acc"]:26.1f} | {r["test_acc"]:23.1f} | '
-                     f'{r["scene_acc"]:17.1f}')
+    methods = list(dict.fromkeys(r['method'] for r in rows))
+
+    def cell(vals, width):
+        txt = f'{np.mean(vals):.1f}' + (f' +- {np.std(vals):.1f}' if len(vals) > 1 else '')
+        return f'{txt:>{width}s}'
+
+    for m in methods:
+        rs = [r for r in rows if r['method'] == m]
+        lines.append(f'{m:8s} | {cell([r["val_acc"] for r in rs], 26)} | '
+                     f'{cell([r["test_acc"] for r in rs], 23)} | '
+                     f'{cell([r["scene_acc"] for r in rs], 17)}')
     return '\n'.join(lines)
 
 
@@ -179,7 +189,7 @@ def main(argv=None):
     p.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'scene_bias'))
     p.add_argument('--modes', default='moco,dsm,tbe')
     p.add_argument('--epochs', type=int, default=20)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seeds', default='0', help='comma-separated seeds; mean +- std is reported')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: keep the default)')
     a = p.parse_args(argv)
     if a.threads:
@@ -193,7 +203,9 @@ def main(argv=None):
         p.error(f'--data-root {data_root} has no train_list_videos.txt; run '
                 '`python tools/make_data.py scene-bias-video` or point it at the dataset folder')
     modes = [m for m in a.modes.split(',') if m]
-    rows = run(data_root, a.work_dir, modes, a.epochs, a.seed)
+    rows = []
+    for seed in [int(s) for s in a.seeds.split(',') if s]:
+        rows += run(data_root, Path(a.work_dir) / f'seed{seed}', modes, a.epochs, seed)
     table = format_table(rows, a.epochs)
     print(table)
     _write_atomic(Path(a.work_dir) / 'scene_bias.txt', table + '\n')
