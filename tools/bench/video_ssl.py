@@ -83,7 +83,11 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=4, help='timed steps per mode')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--modes', default='moco,dsm,tbe')
+    p.add_argument('--threads', type=int, default=0,
+                   help='torch intra-op threads (0: default); 1 is steadier on a shared CPU')
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
