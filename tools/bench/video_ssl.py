@@ -83,8 +83,9 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=4, help='timed steps per mode')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--modes', default='moco,dsm,tbe')
-    p.add_argument('--threads', type=int, default=0,
-                   help='torch intra-op threads (0: default); 1 is steadier on a shared CPU')
+    p.add_argument('--threads', type=int, default=1,
+                   help='torch intra-op threads on CPU (0: torch default); 1 avoids OpenMP '
+                   'oversubscription noise on a shared CPU. Defaults to 1.')
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
