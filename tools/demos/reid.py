@@ -29,7 +29,7 @@ CONFIGS = {
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--epochs', type=int, default=None, help='override train.max_epoch of both configs')
-    p.add_argument('--out', default=osp.join(REPO, 'work_dirs', 'demo', 'reid'))
+    p.add_argument('--out', '--work-dir', dest='out', default=osp.join(REPO, 'work_dirs', 'demo', 'reid'))
     p.add_argument('--num-queries', type=int, default=6)
     a = p.parse_args(argv)
     t0 = time.time()
