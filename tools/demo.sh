@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 t0=$(date +%s)
 say() { printf '\n===== [demo %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
-say "digits-cifar: a CIFAR ResNet-18 (width 16) through tools/train.py + tools/test.py"
+say "digits-cifar: ResNet-18 (width 16) through tools/train.py + tools/test.py"
 "$PY" tools/make_data.py digits-cifar
 cfg=configs/mmpretrain/digits/resnet18-w16_1xb64-6e_digits-cifar.py
 "$PY" tools/train.py "$cfg" --work-dir "$OUT/digits" > "$OUT/digits.train.log" 2>&1 \
