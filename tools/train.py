@@ -11,22 +11,17 @@ import os
 import sys
 
 import mm_ext  # noqa: F401  compat fixes (safe checkpoint loading on torch >= 2.6, ...)
-from mm_ext.engine import init_cpu_distributed, prepare_cfg
+from mm_ext.engine import add_common_args, build_runner, init_cpu_distributed, prepare_cfg
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Train a model (mmdet / mmaction2 / mmpretrain config)')
     p.add_argument('config', help='train config file path')
-    p.add_argument('--work-dir', help='the dir to save logs and models')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from the given checkpoint, or from the latest one in work_dir')
     p.add_argument('--amp', action='store_true',
                    help='mixed precision (fp16 AmpOptimWrapper on GPU, bfloat16 autocast on CPU)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value (e.g. train_cfg.max_epochs=2)')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(p)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -35,15 +30,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmengine.config import Config
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
 
     if not os.path.isfile(args.config):
         raise SystemExit(f'train.py: config file {args.config!r} not found')
     cfg = prepare_cfg(Config.fromfile(args.config), args)
     init_cpu_distributed(args.launcher)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    build_runner(cfg).train()
     return 0
 
 

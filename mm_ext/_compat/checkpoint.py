@@ -181,10 +181,6 @@ def _patch_torchreid(module) -> None:
 def apply() -> None:
     """Install the patches (lazily: each when its host module is imported)."""
     when_imported('mmengine.runner.checkpoint', _patch_mmengine)
+    # torchreid.reid.utils star-imports torchtools after this patch ran, so it gets the safe
+    # function too; if both were imported earlier, _patch_torchreid updates utils itself.
     when_imported('torchreid.reid.utils.torchtools', _patch_torchreid)
-
-    def _utils(mod):
-        tt = __import__('sys').modules.get('torchreid.reid.utils.torchtools')
-        if tt is not None and hasattr(mod, 'load_checkpoint'):
-            mod.load_checkpoint = tt.load_checkpoint
-    when_imported('torchreid.reid.utils', _utils)

@@ -22,7 +22,7 @@ def init_cpu_distributed(launcher: str) -> bool:
         os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
         os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
         os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
-        os.environ.setdefault('MASTER_ADDR', os.environ.get('MASTER_ADDR', '127.0.0.1'))
+        os.environ.setdefault('MASTER_ADDR', '127.0.0.1')
         os.environ.setdefault('MASTER_PORT', '29500')
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
@@ -30,6 +30,23 @@ def init_cpu_distributed(launcher: str) -> bool:
                            'start the tool with torchrun (tools/dist_train.sh) or srun')
     dist.init_process_group(backend='gloo')
     return True
+
+
+def add_common_args(parser) -> None:
+    """The options ``tools/train.py`` and ``tools/test.py`` share."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='the dir to save logs, models and results')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (e.g. train_cfg.max_epochs=2)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def build_runner(cfg):
+    """The config's own runner (``runner_type``) or mmengine's ``Runner``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
 def prepare_cfg(cfg, args, for_test: bool = False):
