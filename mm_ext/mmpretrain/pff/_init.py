@@ -15,3 +15,17 @@ def pff_init_(module: nn.Module, bn_weight_init: float) -> None:
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             nn.init.constant_(m.weight, bn_weight_init)
             nn.init.zeros_(m.bias)
+
+
+class PFFInitMixin:
+    """``init_weights`` for the PFF CIFAR backbones: the official init unless ``init_cfg`` is set.
+
+    Put it before the network class and ``BaseModule`` in the bases; the subclass sets
+    ``self.init_cfg`` and ``self.bn_weight_init``.
+    """
+
+    def init_weights(self) -> None:
+        if self.init_cfg is not None:
+            from mmengine.model import BaseModule
+            return BaseModule.init_weights(self)
+        pff_init_(self, self.bn_weight_init)

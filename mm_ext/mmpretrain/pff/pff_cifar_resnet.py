@@ -8,11 +8,11 @@ from mmpretrain.registry import MODELS
 from mm_ext._registry import register
 from mm_ext.core.pruning import CifarResNet
 
-from ._init import pff_init_
+from ._init import PFFInitMixin
 
 
 @register(MODELS)
-class PFFCifarResNet(CifarResNet, BaseModule):
+class PFFCifarResNet(PFFInitMixin, CifarResNet, BaseModule):
     """ResNet20/32/56/110 for CIFAR as used by PFF (3 stages of basic blocks, widths 16/32/64,
     1×1 conv + BN shortcuts where shapes change).
 
@@ -32,11 +32,6 @@ class PFFCifarResNet(CifarResNet, BaseModule):
         super().__init__(depth=depth, base_channels=base_channels, in_channels=in_channels)
         self.init_cfg = init_cfg
         self.bn_weight_init = bn_weight_init
-
-    def init_weights(self) -> None:
-        if self.init_cfg is not None:
-            return BaseModule.init_weights(self)
-        pff_init_(self, self.bn_weight_init)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
         return (CifarResNet.forward(self, x), )

@@ -8,11 +8,11 @@ from mmpretrain.registry import MODELS
 from mm_ext._registry import register
 from mm_ext.core.pruning import CIFAR_VGG16_CFG, CifarVGG
 
-from ._init import pff_init_
+from ._init import PFFInitMixin
 
 
 @register(MODELS)
-class PFFCifarVGG(CifarVGG, BaseModule):
+class PFFCifarVGG(PFFInitMixin, CifarVGG, BaseModule):
     """VGG16 for CIFAR as used by PFF (13 conv3×3-BN-ReLU, 2×2 average pool at the end).
 
     mmpretrain's ``VGG`` is the ImageNet network (with its own classifier), so this
@@ -33,11 +33,6 @@ class PFFCifarVGG(CifarVGG, BaseModule):
         super().__init__(cfg=tuple(cfg), in_channels=in_channels)
         self.init_cfg = init_cfg
         self.bn_weight_init = bn_weight_init
-
-    def init_weights(self) -> None:
-        if self.init_cfg is not None:
-            return BaseModule.init_weights(self)
-        pff_init_(self, self.bn_weight_init)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
         """x: (B, C, H, W) -> ``(feat,)``, feat (B, C_last, H/16/2, W/16/2)."""
