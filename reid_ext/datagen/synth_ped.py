@@ -20,6 +20,15 @@ two attributes. Each camera has its own illumination (gain, colour cast), scale,
 background and a preferred viewpoint. ``style`` selects one of two domains (palettes, lighting,
 backgrounds) for the domain-adaptation methods; the identities of two styles are disjoint
 draws.
+
+Viewpoint effect (the problem VA-reID addresses, ``view_effect``): with probability
+``view_effect`` an identity wears a *view-dependent outfit*: what covers the torso and arms
+(colour, pattern, chest print, backpack, coat length, hood) is drawn separately for the front, the side and the
+back, each from a small catalogue of ``view_outfits`` looks per viewpoint shared by all
+identities. So one person looks very different from the front, the side and the back, while
+many different people look alike from one viewpoint; only the smaller view-invariant cues
+(legs, shoes, hair, skin, build) tell them apart. ``view_effect=0`` renders every identity with
+one outfit for all views and gives exactly the images of the earlier generator.
 """
 import os
 import pickle
@@ -65,6 +74,48 @@ def _identity(rng: np.random.Generator, pal: dict) -> dict:
         long_hair=bool(rng.random() < 0.35), shorts=bool(rng.random() < 0.25))
 
 
+def _outfit_catalogue(rng: np.random.Generator, pal: dict, num: int) -> list:
+    """``num`` looks per coarse viewpoint (front, side, back), each a dict with ``upper``,
+    ``pattern``, ``pattern_color``, ``logo`` (front only), ``backpack`` (side strip, back),
+    ``coat`` (fraction of the legs covered) and ``hood`` (hides the hair; side, back).
+
+    The looks of one viewpoint have distinct torso colours (``num`` <= palette size).
+    """
+    n_col = len(pal['upper'])
+    out = []
+    for view in range(3):
+        looks = []
+        for col in rng.choice(n_col, size=num, replace=False):
+            looks.append(dict(
+                upper=tuple(pal['upper'][col]), pattern=_PATTERNS[int(rng.integers(len(_PATTERNS)))],
+                pattern_color=tuple(pal['upper'][int(rng.integers(n_col))]),
+                logo=tuple(pal['upper'][int(rng.integers(n_col))]) if view == 0 else None,
+                backpack=tuple(pal['lower'][int(rng.integers(len(pal['lower'])))]) if view else None,
+                coat=float(rng.choice((0.0, 0.4, 0.75))), hood=bool(view and rng.random() < 0.5)))
+        out.append(looks)
+    return out
+
+
+def _view_outfits(rng: np.random.Generator, catalogue: list, tries: int = 20) -> list:
+    """One catalogue look per viewpoint for one identity: of ``tries`` draws, the one whose three
+    torso colours are farthest apart (smallest pairwise RGB distance), so the views differ."""
+    best, best_d = None, -1.0
+    for _ in range(tries):
+        looks = [catalogue[v][int(rng.integers(len(catalogue[v])))] for v in range(3)]
+        cols = [np.array(look['upper'], dtype=np.float32) for look in looks]
+        d = min(float(np.linalg.norm(cols[i] - cols[j])) for i, j in ((0, 1), (0, 2), (1, 2)))
+        if d > best_d:
+            best, best_d = looks, d
+    return best
+
+
+def _look(ident: dict, coarse: int) -> dict:
+    """What covers the torso of ``ident`` from coarse viewpoint ``coarse``."""
+    if ident.get('views') is not None:
+        return ident['views'][coarse]
+    return {k: ident[k] for k in ('upper', 'pattern', 'pattern_color', 'logo', 'backpack')}
+
+
 def _camera(rng: np.random.Generator, style: dict, cam: int) -> dict:
     lo, hi = style['bg']
     return dict(
@@ -76,17 +127,17 @@ def _camera(rng: np.random.Generator, style: dict, cam: int) -> dict:
         view_pref=cam % 3)
 
 
-def _fill_pattern(draw, box, ident, rng):
+def _fill_pattern(draw, box, look):
     x0, y0, x1, y1 = box
-    draw.rectangle(box, fill=ident['upper'])
-    c = ident['pattern_color']
-    if ident['pattern'] == 'hstripes':
+    draw.rectangle(box, fill=look['upper'])
+    c = look['pattern_color']
+    if look['pattern'] == 'hstripes':
         for y in range(int(y0) + 2, int(y1), 5):
             draw.rectangle((x0, y, x1, y + 1), fill=c)
-    elif ident['pattern'] == 'vstripes':
+    elif look['pattern'] == 'vstripes':
         for x in range(int(x0) + 2, int(x1), 5):
             draw.rectangle((x, y0, x + 1, y1), fill=c)
-    elif ident['pattern'] == 'checker':
+    elif look['pattern'] == 'checker':
         for y in range(int(y0), int(y1), 6):
             for x in range(int(x0) + (3 if (y // 6) % 2 else 0), int(x1), 6):
                 draw.rectangle((x, y, min(x + 2, x1), min(y + 2, y1)), fill=c)
@@ -106,6 +157,7 @@ def _render(ident: dict, cam: dict, fine_view: str, rng: np.random.Generator, h:
         col = tuple(int(v) for v in rng.integers(40, 220, size=3))
         draw.rectangle((x, y, x + rng.integers(4, W // 2), y + rng.integers(4, H // 3)), fill=col)
     coarse = FINE_TO_COARSE[fine_view]
+    look = _look(ident, coarse)
     side_ratio = {'front': 1.0, 'front_side': 0.8, 'side': 0.55, 'back_side': 0.8, 'back': 1.0}
     s = cam['scale'] * ident['height'] * rng.uniform(0.92, 1.05)
     ph = H * s  # person height
@@ -137,23 +189,26 @@ def _render(ident: dict, cam: dict, fine_view: str, rng: np.random.Generator, h:
     for off in ((-1, 1) if fine_view != 'side' else (0.1,)):
         ax = cx + off * (bw / 2 + arm_w / 2)
         draw.rectangle((ax - arm_w / 2, torso[1] + 2, ax + arm_w / 2, torso[1] + ph * 0.36),
-                       fill=ident['upper'])
+                       fill=look['upper'])
         draw.ellipse((ax - arm_w / 2, torso[1] + ph * 0.34, ax + arm_w / 2, torso[1] + ph * 0.4),
                      fill=ident['skin'])
-    _fill_pattern(draw, torso, ident, rng)
-    if coarse == 0 and ident['logo'] is not None:  # chest logo, visible from the front only
+    # a coat reaches down over the legs (view-dependent outfits only)
+    coat = look.get('coat', 0.0)
+    _fill_pattern(draw, torso if not coat else
+                  (torso[0], torso[1], torso[2], legs_top + coat * (legs_bot - legs_top)), look)
+    if coarse == 0 and look['logo'] is not None:  # chest logo, visible from the front only
         lw = bw * (0.35 if fine_view == 'front' else 0.25)
         lx = cx + (0 if fine_view == 'front' else bw * 0.15)
         draw.ellipse((lx - lw / 2, torso[1] + ph * 0.08, lx + lw / 2, torso[1] + ph * 0.08 + lw),
-                     fill=ident['logo'])
-    if ident['backpack'] is not None:  # backpack: large from the back, a strip from the side
+                     fill=look['logo'])
+    if look['backpack'] is not None:  # backpack: large from the back, a strip from the side
         if coarse == 2:
             pw = bw * (0.8 if fine_view == 'back' else 0.6)
             draw.rectangle((cx - pw / 2, torso[1] + ph * 0.04, cx + pw / 2, torso[1] + ph * 0.3),
-                           fill=ident['backpack'])
+                           fill=look['backpack'])
         elif coarse == 1:
             draw.rectangle((cx - bw / 2 - bw * 0.35, torso[1] + ph * 0.04, cx - bw / 2,
-                            torso[1] + ph * 0.3), fill=ident['backpack'])
+                            torso[1] + ph * 0.3), fill=look['backpack'])
     # head: face from the front, hair from the back, profile from the side
     draw.ellipse(head, fill=ident['skin'])
     hx0, hy0, hx1, hy1 = head
@@ -165,6 +220,8 @@ def _render(ident: dict, cam: dict, fine_view: str, rng: np.random.Generator, h:
         draw.chord(head, 180, 360, fill=ident['hair'])
     if ident['long_hair'] and coarse != 0:
         draw.rectangle((hx0, (hy0 + hy1) / 2, hx1, hy1 + ph * 0.08), fill=ident['hair'])
+    if look.get('hood') and coarse != 0:  # a hood hides the hair from the side and the back
+        draw.ellipse((hx0 - 1, hy0 - 1, hx1 + 1, hy1 + ph * 0.03), fill=look['upper'])
     img = img.resize((w, h), Image.BILINEAR)
     if cam['blur'] > 0.2:
         img = img.filter(ImageFilter.GaussianBlur(cam['blur'] * rng.uniform(0.7, 1.3)))
@@ -191,7 +248,7 @@ def _save(img: Image.Image, path: Path) -> None:
 def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
              num_test_ids: int = 80, num_cams: int = 6, cams_per_id: int = 4,
              images_per_cam: int = 3, num_distractors: int = 40, height: int = 128,
-             width: int = 64) -> dict:
+             width: int = 64, view_effect: float = 1.0, view_outfits: int = 4) -> dict:
     """Write synth-ped into ``out_dir`` (Market-1501 layout, see the module docstring).
 
     Args:
@@ -206,6 +263,11 @@ def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
         num_distractors (int): gallery images of identity 0000. Defaults to 40.
         height (int): image height in pixels. Defaults to 128.
         width (int): image width in pixels. Defaults to 64.
+        view_effect (float): probability that an identity wears a view-dependent outfit (module
+            docstring); 0 reproduces the single-outfit images of the earlier generator.
+            Defaults to 1.
+        view_outfits (int): looks per viewpoint in the shared catalogue, in [2, 8] (fewer = more
+            identities alike from one viewpoint). Defaults to 4.
 
     Returns:
         dict: image counts per split and the number of identities.
@@ -222,6 +284,11 @@ def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
                          f'{num_train_ids} + {num_test_ids}')
     if images_per_cam < 1:
         raise ValueError(f'images_per_cam must be >= 1, got {images_per_cam}')
+    if not 0.0 <= view_effect <= 1.0:
+        raise ValueError(f'view_effect must be in [0, 1] (a probability per identity), got {view_effect}')
+    if not 2 <= view_outfits <= len(_STYLES[style]['upper']):
+        raise ValueError(f'view_outfits must be in [2, {len(_STYLES[style]["upper"])}] (looks per '
+                         f'viewpoint, distinct torso colours), got {view_outfits}')
     out = Path(out_dir) / 'market1501'
     base = out / 'Market-1501-v15.09.15'
     dirs = {k: base / k for k in ('bounding_box_train', 'query', 'bounding_box_test')}
@@ -230,6 +297,15 @@ def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
     rng = np.random.default_rng([seed, style])
     pal = _STYLES[style]
     cams = [_camera(rng, pal, c) for c in range(num_cams)]
+    # the viewpoint effect draws from its own stream: view_effect=0 leaves `rng` (and the images)
+    # exactly as before
+    vrng = np.random.default_rng([seed, style, 1])
+    catalogue = _outfit_catalogue(vrng, pal, view_outfits)
+
+    def person():
+        ident = _identity(rng, pal)
+        ident['views'] = _view_outfits(vrng, catalogue) if vrng.random() < view_effect else None
+        return ident
     views = {}
     frame = [0]
 
@@ -247,7 +323,7 @@ def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
     train_pids, test_pids = sorted(pids[:num_train_ids]), sorted(pids[num_train_ids:])
     for split, split_pids in (('train', train_pids), ('test', test_pids)):
         for pid in split_pids:
-            ident = _identity(rng, pal)
+            ident = person()
             id_cams = rng.choice(num_cams, size=cams_per_id, replace=False)
             for j, cam_id in enumerate(id_cams):
                 for k in range(images_per_cam):
@@ -262,7 +338,7 @@ def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
                     views[fn] = (FINE_TO_COARSE[fine], fine)
     for i in range(num_distractors):  # identity 0000: a random person of no test identity
         cam_id = int(rng.integers(num_cams))
-        fn, fine, img = shoot(_identity(rng, pal), 0, cam_id, i % 100)
+        fn, fine, img = shoot(person(), 0, cam_id, i % 100)
         _save(img, dirs['bounding_box_test'] / fn)
         views[fn] = (FINE_TO_COARSE[fine], fine)
         counts['gallery'] += 1
@@ -270,5 +346,6 @@ def generate(out_dir, seed: int = 0, style: int = 0, num_train_ids: int = 80,
     with open(tmp, 'wb') as f:
         pickle.dump(views, f, protocol=4)
     os.replace(tmp, out / 'viewpoint_labels.pkl')
-    counts.update(train_ids=num_train_ids, test_ids=num_test_ids, style=style)
+    counts.update(train_ids=num_train_ids, test_ids=num_test_ids, style=style,
+                  view_effect=view_effect)
     return counts

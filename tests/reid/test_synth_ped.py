@@ -1,14 +1,15 @@
-"""synth-ped: Market-1501 layout read by torchreid's stock Market1501, viewpoint file format."""
+"""synth-ped: Market-1501 layout read by torchreid's stock Market1501, viewpoint file format,
+and the viewpoint effect (same person from another view vs another person from the same view)."""
 import os
 import pickle
 import re
 from collections import defaultdict
 
+import numpy as np
 import pytest
+from PIL import Image
 
-torchreid = pytest.importorskip('torchreid')
-
-from reid_ext.datagen.synth_ped import generate  # noqa: E402
+from reid_ext.datagen.synth_ped import generate
 
 SMALL = dict(num_train_ids=6, num_test_ids=5, cams_per_id=3, images_per_cam=2, num_distractors=4,
              height=32, width=16)
@@ -21,6 +22,7 @@ def small(tmp_path_factory):
 
 
 def test_synth_ped_read_by_stock_market1501(small):
+    import torchreid
     root, summary = small
     ds = torchreid.data.datasets.image.Market1501(root=str(root))
     assert (len(ds.train), len(ds.query), len(ds.gallery)) == \
@@ -67,3 +69,35 @@ def test_synth_ped_bad_options(tmp_path):
         generate(tmp_path, cams_per_id=1)
     with pytest.raises(ValueError, match='style'):
         generate(tmp_path, style=2)
+    with pytest.raises(ValueError, match='view_effect'):
+        generate(tmp_path, view_effect=1.5)
+    with pytest.raises(ValueError, match='view_outfits'):
+        generate(tmp_path, view_outfits=1)
+
+
+def _cross_view_ratio(root) -> float:
+    """Mean pixel distance of (same identity, other viewpoint) pairs divided by that of (other
+    identity, same viewpoint) pairs, on 16x8 box-downsampled training images (labels from the
+    file names and the viewpoint file, distances from the pixels only)."""
+    with open(root / 'market1501' / 'viewpoint_labels.pkl', 'rb') as f:
+        views = pickle.load(f)
+    folder = root / 'market1501' / 'Market-1501-v15.09.15' / 'bounding_box_train'
+    names = sorted(os.listdir(folder))
+    x = np.stack([np.asarray(Image.open(folder / n).resize((8, 16), Image.BOX), np.float64).ravel()
+                  for n in names])
+    pid = np.array([n[:4] for n in names])
+    view = np.array([views[n][0] for n in names])
+    dist = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    same_id, same_view = pid[:, None] == pid[None], view[:, None] == view[None]
+    return dist[same_id & ~same_view].mean() / dist[~same_id & same_view].mean()
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_synth_ped_viewpoint_effect_in_pixels(tmp_path, seed):
+    """With the viewpoint effect one person seen from another viewpoint is farther (in pixels)
+    than another person seen from the same viewpoint; without it, the other way round."""
+    opts = dict(num_train_ids=24, num_test_ids=1, cams_per_id=4, images_per_cam=3,
+                num_distractors=0, height=64, width=32)
+    generate(tmp_path / 'on', seed=seed, **opts)  # default: view_effect=1
+    generate(tmp_path / 'off', seed=seed, view_effect=0.0, **opts)
+    assert _cross_view_ratio(tmp_path / 'off') < 1.0 < _cross_view_ratio(tmp_path / 'on')
