@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mm_ext.core.pruning import (CifarResNet, CifarVGG, PrunedConv2d, count_params_flops, equip_filter_skeleton,
-                                 filter_skeleton_convs, fold_filter_skeleton, mask_bn_by_liveness,
-                                 prune_filter_skeleton, reshape_to_state_dict, trace_channel_groups)
+from mm_ext.core.pruning import (CifarResNet, CifarVGG, DroppedBlock, FilterSkeletonConv2d, PrunedConv2d,
+                                 build_pruned_arch, count_params, count_params_flops, equip_filter_skeleton,
+                                 filter_skeleton_convs, fold_filter_skeleton, mask_bn_by_liveness, plain_conv,
+                                 prune_filter_skeleton, pruned_arch, trace_channel_groups)
 
 
 class _Classifier(nn.Module):
@@ -43,15 +44,19 @@ def _sparsify(net, x, seed=0, mask_bn=True):
     return net.eval()
 
 
+@pytest.mark.parametrize('form', ['dense', 'plain', 'auto'])
 @pytest.mark.parametrize('body', ['vgg', 'resnet'])
-def test_pruned_model_equals_masked_dense_and_is_smaller(body):
+def test_pruned_model_equals_masked_dense_and_is_smaller(body, form):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     net = _sparsify(_Classifier(CifarVGG((16, 'M', 32, 'M', 32)) if body == 'vgg' else CifarResNet(14, 8)), x)
     ref = copy.deepcopy(net)
     fold_filter_skeleton(ref, 0.01)
-    report = prune_filter_skeleton(net, x, 0.01)
-    assert all(isinstance(net.get_submodule(n), PrunedConv2d) for n in report)
+    report = prune_filter_skeleton(net, x, 0.01, form=form)
+    kind = nn.Conv2d if form == 'plain' else PrunedConv2d
+    assert all(type(net.get_submodule(n)) is kind for n in report)
+    if form == 'auto':
+        assert all(net.get_submodule(n).form == report[n]['form'] in PrunedConv2d.FORMS for n in report)
     with torch.no_grad():
         torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-5)
     p0, f0 = count_params_flops(ref, x)
@@ -84,19 +89,33 @@ def test_dead_filter_with_nonzero_bn_output_is_kept():
         torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-5)
 
 
-def test_pruned_state_dict_rebuilds_fresh_model():
+@pytest.mark.parametrize('form,dead_blocks', [('flat', 'keep'), ('plain', 'keep'), ('dense', 'exact_drop')])
+def test_pruned_arch_rebuilds_fresh_model_before_loading(form, dead_blocks):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     net = _sparsify(_Classifier(CifarResNet(8, 8)), x)
-    prune_filter_skeleton(net, x, 0.01, form='flat')
+    with torch.no_grad():
+        net.body.layer1[0].conv1.filter_skeleton.zero_()  # a dead block
+        net.body.layer1[0].bn1.weight.zero_()
+        net.body.layer1[0].bn1.bias.zero_()
+        net.body.layer2[0].conv1.filter_skeleton[:, 0, :] = 0  # top rows die: kernel 3x3 -> 1x3 in plain form
+        net.body.layer2[0].conv1.filter_skeleton[:, 2, :] = 0
+    prune_filter_skeleton(net, x, 0.01, form=form, dead_blocks=dead_blocks)
+    if form == 'plain':
+        assert net.body.layer2[0].conv1.kernel_size == (1, 3) and net.body.layer2[0].conv1.padding == (0, 1)
+    arch = pruned_arch(net)
     sd = net.state_dict()
     fresh = _Classifier(CifarResNet(8, 8))
     equip_filter_skeleton(fresh)
-    assert reshape_to_state_dict(fresh, sd) > 0
-    fresh.load_state_dict(sd)
+    assert build_pruned_arch(fresh, arch) > 0
+    assert not any(isinstance(m, FilterSkeletonConv2d) for m in fresh.modules())
+    assert isinstance(fresh.body.layer1[0], DroppedBlock) == (dead_blocks == 'exact_drop')
+    fresh.load_state_dict(sd)  # strict: same keys and shapes
     fresh.eval()
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), net(x))
+    with pytest.raises(ValueError, match='pruned-architecture'):
+        build_pruned_arch(fresh, {'modules': {}})
 
 
 def test_count_params_flops_hand_computed():
@@ -105,13 +124,104 @@ def test_count_params_flops_hand_computed():
     assert params == 4 * 3 * 9 + 100 * 2 + 2
     assert flops == 2 * (4 * 3 * 9 * 25) + 2 * 200
     equip_filter_skeleton(net)
+    assert count_params(net) == dict(official=4 * 3 * 9 + 4 * 9 + 202, deploy=4 * 3 * 9 + 202)
     with torch.no_grad():
         net[0].filter_skeleton.zero_()
         net[0].filter_skeleton[0, 1, 1] = 1
         net[0].filter_skeleton[2, 0, 0] = 1
     prune_filter_skeleton(net, torch.randn(1, 3, 5, 5), 0.01, groups={})
-    params, flops = count_params_flops(net, torch.randn(1, 3, 5, 5))
+    params, flops = count_params_flops(net, torch.randn(1, 3, 5, 5), params='deploy')
     assert params == 2 * 3 + 202 and flops == 2 * (2 * 3 * 25) + 2 * 200
+    # official count: the leftover skeleton (N x K x K per pruned conv) counts too
+    assert count_params_flops(net, torch.randn(1, 3, 5, 5))[0] == 2 * 3 + 4 * 9 + 202
+
+
+class _SigmoidNet(nn.Module):
+    """conv -> BN -> functional sigmoid -> conv: a dead (zero) channel becomes 0.5, not 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv2(torch.sigmoid(self.bn(self.conv1(x))))
+
+
+def test_functional_sigmoid_after_dead_channel_keeps_it():
+    torch.manual_seed(0)
+    net = _SigmoidNet().eval()
+    equip_filter_skeleton(net)
+    with torch.no_grad():
+        net.conv1.filter_skeleton[1] = 0
+        net.bn.weight[1] = 0
+        net.bn.bias[1] = 0
+    x = torch.randn(2, 3, 8, 8)
+    ref = copy.deepcopy(net)
+    fold_filter_skeleton(ref, 0.01)
+    report = prune_filter_skeleton(net, x, 0.01)
+    assert report['conv1']['filters'] == (4, 4)  # kept: sigmoid(0) = 0.5 reaches conv2
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x))
+    assert trace_channel_groups(ref, x)['conv1'].nonzero_ops == ['sigmoid']
+
+
+@pytest.mark.parametrize('groups', [1, 2, 6])
+def test_plain_conv_crops_dead_border_and_equals_nn_conv2d(groups):
+    torch.manual_seed(groups)
+    conv = nn.Conv2d(6, 6, (5, 3), stride=(2, 1), padding=(2, 1), groups=groups)
+    mask = torch.rand(6, 5, 3) > 0.4
+    mask[:, 0] = mask[:, 4] = False  # outer rows dead in every filter
+    mask[0, 1:4, 0] = True  # the left column lives
+    x = torch.randn(2, 6, 9, 8)
+    ref = nn.functional.conv2d(x, conv.weight * mask.unsqueeze(1), conv.bias, (2, 1), (2, 1), 1, groups)
+    new = plain_conv(conv, mask)
+    assert type(new) is nn.Conv2d and new.kernel_size == (3, 3) and new.padding == (1, 1)
+    torch.testing.assert_close(new(x), ref)
+
+
+def _dead_block_net():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    net = _sparsify(_Classifier(CifarResNet(14, 4)), x)
+    with torch.no_grad():
+        b = net.body.layer2[0]  # block with a 1x1 projection; conv1 entirely dead, bn1 masked
+        b.conv1.filter_skeleton.zero_()
+        b.bn1.weight.zero_()
+        b.bn1.bias.zero_()
+        net.body.layer1[1].conv2.filter_skeleton.zero_()  # identity block; conv2 dead
+    return net, x
+
+
+def test_exact_drop_replaces_dead_blocks_exactly():
+    net, x = _dead_block_net()
+    ref = copy.deepcopy(net)
+    fold_filter_skeleton(ref, 0.01)
+    report = prune_filter_skeleton(net, x, 0.01, dead_blocks='exact_drop')
+    assert report['__dropped_blocks__']['blocks'] == ['body.layer1.1', 'body.layer2.0']
+    blk = net.body.layer2[0]
+    assert isinstance(blk, DroppedBlock) and blk.shortcut is not None
+    # constant = bn2(0): beta - gamma * mean / sqrt(var + eps), hand-computed from the reference BN
+    bn2 = ref.body.layer2[0].bn2
+    const = bn2.bias - bn2.weight * bn2.running_mean / torch.sqrt(bn2.running_var + bn2.eps)
+    torch.testing.assert_close(blk.const, const.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x))
+    p_keep = count_params_flops(ref, x)
+    p_drop = count_params_flops(net, x)
+    assert p_drop[1] < p_keep[1]
+
+
+def test_shortcut_mode_is_the_official_inexact_drop():
+    net, x = _dead_block_net()
+    ref = copy.deepcopy(net)
+    fold_filter_skeleton(ref, 0.01)
+    prune_filter_skeleton(net, x, 0.01, dead_blocks='shortcut')
+    with torch.no_grad():
+        h = ref.body.layer1(ref.body.relu(ref.body.bn1(ref.body.conv1(x))))
+        torch.testing.assert_close(net.body.layer2[0](h), ref.body.layer2[0].downsample(h))  # shortcut(x) only
+        assert not torch.allclose(net(x), ref(x))
 
 
 class _GapNeckNet(nn.Module):

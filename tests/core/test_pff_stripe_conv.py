@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mm_ext.core.pruning import PrunedConv2d, StripeConv2d, masked_conv2d
+from mm_ext.core.pruning import PrunedConv2d, StripeConv2d, choose_forms, masked_conv2d
 
 
 def _case(k, s, h, w, dtype=torch.float64, seed=0, keep=0.5, bias=True):
@@ -32,7 +32,7 @@ def test_stripe_conv_equals_nn_conv2d_with_zeroed_stripes(k, s, hw, impl):
     torch.testing.assert_close(y, ref_conv(x))
 
 
-@pytest.mark.parametrize('form', ['dense', 'flat', 'gather', 'nchw', 'auto'])
+@pytest.mark.parametrize('form', PrunedConv2d.FORMS)
 @pytest.mark.parametrize('k,s,p', [(3, 1, 1), (3, 2, 1), (5, 2, 2), (5, 1, 1), (1, 2, 0)])
 def test_pruned_conv_forms_equal_masked_conv(form, k, s, p):
     x, weight, mask, b = _case(k, s, 9, 6, seed=k * 10 + s)
@@ -40,8 +40,46 @@ def test_pruned_conv_forms_equal_masked_conv(form, k, s, p):
     pc = PrunedConv2d.from_dense(weight, mask, b, s, p, form=form)
     with torch.no_grad():
         torch.testing.assert_close(pc(x), ref)
-    if form == 'auto':
-        assert len(pc.choices) == 1 and next(iter(pc.choices.values())) in PrunedConv2d.FORMS[1:]
+
+
+def test_choose_forms_stores_the_choice_in_the_state_dict():
+    x, weight, mask, b = _case(3, 1, 9, 6)
+    net = nn.Sequential(PrunedConv2d.from_dense(weight, mask, b, 1, 1), nn.ReLU(),
+                        PrunedConv2d.from_dense(torch.randn(4, 7, 3, 3, dtype=x.dtype), mask[:4], None, 2, 1))
+    chosen = choose_forms(net, x)
+    assert set(chosen) == {'0', '2'} and all(f in PrunedConv2d.FORMS for f in chosen.values())
+    net[0].form, net[2].form = 'gather', 'nchw'  # whatever was measured, the stored form is what runs
+    sd = net.state_dict()
+    assert sd['0._extra_state'] == {'form': 'gather'}
+    fresh = nn.Sequential(PrunedConv2d(5, mask, 1, 1, bias=True, dtype=x.dtype), nn.ReLU(),
+                          PrunedConv2d(7, mask[:4], 2, 1, dtype=x.dtype))
+    fresh.load_state_dict(sd)
+    assert (fresh[0].form, fresh[2].form) == ('gather', 'nchw')
+    torch.testing.assert_close(fresh(x), net(x))
+    with pytest.raises(ValueError, match='form must be one of'):
+        PrunedConv2d(5, mask, form='auto')
+
+
+def test_pruned_conv_dense_form_computes_only_live_filters():
+    x, weight, mask, b = _case(3, 1, 8, 8, seed=4, bias=False)
+    mask[2] = False
+    mask[5] = False
+    pc = PrunedConv2d.from_dense(weight, mask, None, 1, 1, form='dense')
+    w, idx, _ = pc._dense_parts(x.dtype)
+    assert w.shape[0] == 7 - 3 and idx.tolist() == [0, 3, 4, 6]  # filters 1, 2, 5 dead
+    with torch.no_grad():
+        torch.testing.assert_close(pc(x), masked_conv2d(x, weight, mask, None, 1, 1))
+
+
+def test_pruned_conv_dense_form_crops_rows_and_columns_separately():
+    x, weight, mask, b = _case(5, 1, 9, 7, seed=5, bias=False)
+    mask[:] = False
+    mask[:, 2, :] = True  # the middle row only: 5x5 -> 1x5
+    mask[0, 2, 0] = False
+    pc = PrunedConv2d.from_dense(weight, mask, None, 1, 2, form='dense')
+    assert pc.crop_radii() == (0, 2) and pc._dense_parts(x.dtype)[0].shape[2:] == (1, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(pc(x), masked_conv2d(x, weight, mask, None, 1, 2))
 
 
 def test_pruned_conv_dense_form_crops_kernel_to_live_box():
@@ -75,25 +113,41 @@ def test_stripe_conv_gradients_match_masked_conv():
     torch.testing.assert_close(sc.stripe_weight.grad, StripeConv2d._gather_stripes(w2.grad, mask))
 
 
+@pytest.mark.parametrize('form', PrunedConv2d.FORMS)
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_stripe_conv_follows_low_precision_dtype(dtype):
-    x, weight, mask, b = _case(3, 1, 8, 8, dtype=torch.float32, bias=False)
-    sc = StripeConv2d.from_dense(weight.to(dtype), mask, None, 1, 1)
-    try:
-        y = sc(x.to(dtype))
-    except RuntimeError as exc:  # CPU build without that matmul kernel
-        pytest.skip(str(exc))
+def test_every_form_follows_low_precision_dtype(dtype, form):
+    """No skip: a dtype error in any form must fail the test."""
+    x, weight, mask, b = _case(3, 2, 8, 8, dtype=torch.float32)
+    pc = PrunedConv2d.from_dense(weight.to(dtype), mask, b.to(dtype), 2, 1, form=form)
+    y = pc(x.to(dtype))
     assert y.dtype == dtype
-    ref = masked_conv2d(x, weight.to(dtype).float(), mask, None, 1, 1)
+    ref = masked_conv2d(x, weight.to(dtype).float(), mask, b.to(dtype).float(), 2, 1)
     torch.testing.assert_close(y.float(), ref, atol=0.1, rtol=0.02)
+
+
+@pytest.mark.parametrize('form', PrunedConv2d.FORMS)
+def test_every_form_is_autocast_safe(form):
+    """Under CPU autocast (bf16) every form computes in bf16 like nn.Conv2d, with fp32 weights."""
+    x, weight, mask, b = _case(3, 1, 8, 8, dtype=torch.float32)
+    pc = PrunedConv2d.from_dense(weight, mask, b, 1, 1, form=form)
+    ref_conv = nn.Conv2d(5, 7, 3, 1, 1)
+    with torch.no_grad():
+        ref_conv.weight.copy_(weight * mask.unsqueeze(1))
+        ref_conv.bias.copy_(b)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = pc(x)
+        ref = ref_conv(x)
+    assert y.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref.float(), atol=0.1, rtol=0.02)
 
 
 @pytest.mark.cuda
 def test_stripe_conv_cuda_fp16():
     x, weight, mask, b = _case(3, 2, 8, 8, dtype=torch.float32)
     dev = torch.device('cuda')
-    pc = PrunedConv2d.from_dense(weight.half().to(dev), mask.to(dev), b.half().to(dev), 2, 1, form='auto')
+    pc = PrunedConv2d.from_dense(weight.half().to(dev), mask.to(dev), b.half().to(dev), 2, 1)
     with torch.no_grad():
+        choose_forms(pc, x.half().to(dev))
         y = pc(x.half().to(dev))
     ref = masked_conv2d(x, weight.half().float(), mask, b.half().float(), 2, 1)
     torch.testing.assert_close(y.float().cpu(), ref, atol=0.05, rtol=0.01)

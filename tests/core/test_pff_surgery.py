@@ -2,17 +2,19 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mm_ext.core.pruning import (CifarResNet, FilterSkeletonConv2d, equip_filter_skeleton, filter_skeleton_convs,
-                                 unequip_filter_skeleton)
+from mm_ext.core.pruning import (CifarResNet, FilterSkeletonConv2d, dense_layers, equip_filter_skeleton,
+                                 filter_skeleton_convs, stripe_ineligibility, unequip_filter_skeleton)
 
 
 def _toy():
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, groups=2),  # ineligible: groups
-        nn.Conv2d(8, 6, 2),  # ineligible: even kernel
-        nn.Conv2d(6, 4, 5, stride=2, padding=2, bias=False))
+        nn.Conv2d(8, 8, 3, padding=1, groups=2),  # grouped: skeleton per stripe of C/groups weights
+        nn.Conv2d(8, 6, 2),  # even kernel: skeleton too (no stripe form)
+        nn.Conv2d(6, 4, 5, stride=2, padding=2, bias=False),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4),  # depthwise: per-weight skeleton
+        nn.Flatten(), nn.Linear(64, 2))
 
 
 def test_equip_forward_unchanged_and_roundtrip():
@@ -21,13 +23,17 @@ def test_equip_forward_unchanged_and_roundtrip():
     y0 = model(x)
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
     names = equip_filter_skeleton(model)
-    assert names == ['0', '4']
+    assert names == ['0', '2', '3', '4', '5']
     fs = dict(filter_skeleton_convs(model))
     assert fs['0'].filter_skeleton.shape == (8, 3, 3) and fs['4'].filter_skeleton.shape == (4, 5, 5)
+    assert fs['3'].filter_skeleton.shape == (6, 2, 2) and fs['5'].filter_skeleton.shape == (4, 3, 3)
+    dense = dict(dense_layers(model))
+    assert set(dense) == {'2', '5', '7'}
+    assert 'grouped-stripe' in dense['2'] and 'per-weight' in dense['5'] and 'nn.Linear' in dense['7']
     assert torch.equal(fs['0'].filter_skeleton, torch.ones(8, 3, 3))
     assert model[0].weight is weights[0]  # same Parameter (optimisers keep working)
     torch.testing.assert_close(model(x), y0)
-    assert unequip_filter_skeleton(model, fold=False) == ['0', '4']
+    assert unequip_filter_skeleton(model, fold=False) == ['0', '2', '3', '4', '5']
     assert type(model[0]) is nn.Conv2d and model[0].weight is weights[0]
     assert not any(isinstance(m, FilterSkeletonConv2d) for m in model.modules())
     assert set(model.state_dict()) == set(_toy().state_dict())
@@ -54,9 +60,27 @@ def test_equip_include_exclude_and_regularized_flags():
     assert fs['layer2.0.conv1'].regularized
 
 
-def test_equip_strict_names_the_bad_conv():
-    with pytest.raises(ValueError, match="'2'.*groups=2"):
-        equip_filter_skeleton(_toy(), include=r'^2$', strict=True)
+def test_grouped_skeleton_scales_each_groups_stripe():
+    """Grouped / depthwise skeleton == nn.Conv2d with weight[n, :, i, j] scaled by I[n, i, j]."""
+    torch.manual_seed(0)
+    for groups, cin in ((2, 8), (8, 8)):
+        conv = nn.Conv2d(cin, 8, 3, padding=1, groups=groups)
+        fs = FilterSkeletonConv2d.from_conv(conv)
+        with torch.no_grad():
+            fs.filter_skeleton.uniform_(-1, 1)
+        x = torch.randn(2, cin, 6, 6)
+        w = conv.weight.detach().clone()
+        for n in range(8):
+            for i in range(3):
+                for j in range(3):
+                    w[n, :, i, j] *= fs.filter_skeleton[n, i, j]
+        torch.testing.assert_close(fs(x), nn.functional.conv2d(x, w, conv.bias, 1, 1, 1, groups))
+
+
+def test_stripe_form_needs_square_stride():
+    assert 'square stride' in stripe_ineligibility(nn.Conv2d(3, 4, 3, stride=(1, 2), padding=1))
+    assert stripe_ineligibility(nn.Conv2d(3, 4, 3, stride=2, padding=1)) is None
+    assert 'groups' in stripe_ineligibility(nn.Conv2d(4, 4, 3, groups=2))
 
 
 def test_filter_skeleton_is_a_parameter_and_gets_gradient():

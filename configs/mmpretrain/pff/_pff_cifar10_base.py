@@ -37,7 +37,8 @@ val_cfg = dict()
 test_cfg = dict()
 
 # the PFF training-time update; alpha = official --sr, threshold = official --threshold
-custom_hooks = [dict(type='PFFHook', alpha=1e-5, threshold=0.01, l1_mode='grad', input_shape=(3, 32, 32))]
+# l1_mode='loss' (spec decision 1, AMP-safe); l1_mode='grad' = the official sign-gradient injection
+custom_hooks = [dict(type='PFFHook', alpha=1e-5, threshold=0.01, l1_mode='loss', input_shape=(3, 32, 32))]
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

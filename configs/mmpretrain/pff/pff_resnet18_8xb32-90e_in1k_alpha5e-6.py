@@ -46,7 +46,7 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=256)
 
-custom_hooks = [dict(type='PFFHook', alpha=5e-6, threshold=0.01, l1_mode='grad', input_shape=(3, 224, 224))]
+custom_hooks = [dict(type='PFFHook', alpha=5e-6, threshold=0.01, input_shape=(3, 224, 224))]
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

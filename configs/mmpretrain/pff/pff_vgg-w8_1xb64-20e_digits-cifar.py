@@ -31,7 +31,7 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[12, 17], gamma=0.1),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=20)
-custom_hooks = [dict(type='PFFHook', alpha=7e-3, threshold=0.05, l1_mode='grad', input_shape=(3, 32, 32),
+custom_hooks = [dict(type='PFFHook', alpha=7e-3, threshold=0.05, input_shape=(3, 32, 32),
                      log_interval_epochs=10)]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=10),
                      checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=1, save_best=None))

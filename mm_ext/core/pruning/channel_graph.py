@@ -23,11 +23,16 @@ __all__ = ['ChannelGroup', 'trace_channel_groups']
 _CHANNELWISE_MODULES = (nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU,
                         nn.Hardswish, nn.Sigmoid, nn.Tanh, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                         nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten)
-_CHANNELWISE_FUNCS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.max_pool2d, F.avg_pool2d,
-                      F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.dropout, torch.flatten, torch.mean,
-                      torch.sigmoid}
+# functional ops acting channel by channel; those mapping 0 to 0 keep a dead (zero) channel zero
+_ZERO_PRESERVING_FUNCS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.hardswish, torch.tanh,
+                          F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.dropout,
+                          torch.flatten, torch.mean}
+_NONZERO_FUNCS = {torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.exp, torch.cos}
+_CHANNELWISE_FUNCS = _ZERO_PRESERVING_FUNCS | _NONZERO_FUNCS
 _SHAPE_ONLY_METHODS = {'size', 'dim', 'numel'}
-_CHANNELWISE_METHODS = {'relu', 'relu_', 'view', 'reshape', 'flatten', 'contiguous', 'mean', 'sigmoid', 'clone'}
+_ZERO_PRESERVING_METHODS = {'relu', 'relu_', 'view', 'reshape', 'flatten', 'contiguous', 'mean', 'clone', 'tanh'}
+_NONZERO_METHODS = {'sigmoid', 'sigmoid_', 'exp'}
+_CHANNELWISE_METHODS = _ZERO_PRESERVING_METHODS | _NONZERO_METHODS
 
 
 @dataclass
@@ -43,6 +48,8 @@ class ChannelGroup:
             the channels as input channels / input features.
         removable (bool): whether dead output channels may be physically removed.
         reason (str): why not, when ``removable`` is False.
+        nonzero_ops (list[str]): functional ops on the way that map 0 to a non-zero value
+            (e.g. ``sigmoid``): a dead channel is then not zero at the consumers and is kept.
     """
     producer: str
     bn: Optional[str] = None
@@ -50,6 +57,7 @@ class ChannelGroup:
     consumers: List[Tuple[str, str]] = field(default_factory=list)
     removable: bool = True
     reason: str = ''
+    nonzero_ops: List[str] = field(default_factory=list)
 
 
 class _LeafTracer(Tracer):
@@ -101,6 +109,10 @@ def trace_channel_groups(root: nn.Module, example_input: torch.Tensor) -> Dict[s
         group = ChannelGroup(producer=name)
         groups[name] = group
         n_out = modules[name].out_channels
+        if getattr(modules[name], 'groups', 1) != 1:
+            group.removable = False
+            group.reason = f'grouped conv (groups={modules[name].groups}): output channels are tied to the groups'
+            continue
         stack = [(u, node) for u in node.users]
         seen = set()
 
@@ -144,10 +156,14 @@ def trace_channel_groups(root: nn.Module, example_input: torch.Tensor) -> Dict[s
                 if cur.target is getattr:  # x.shape / x.dtype: reads metadata, not channel values
                     continue
                 ok = cur.target in _CHANNELWISE_FUNCS
+                if cur.target in _NONZERO_FUNCS:
+                    group.nonzero_ops.append(getattr(cur.target, '__name__', str(cur.target)))
             elif cur.op == 'call_method':
                 if cur.target in _SHAPE_ONLY_METHODS:
                     continue
                 ok = cur.target in _CHANNELWISE_METHODS
+                if cur.target in _NONZERO_METHODS:
+                    group.nonzero_ops.append(f'.{cur.target}()')
             else:
                 ok = False
             if not ok:

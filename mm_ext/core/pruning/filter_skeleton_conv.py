@@ -4,14 +4,35 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-__all__ = ['FilterSkeletonConv2d', 'stripe_ineligibility']
+__all__ = ['FilterSkeletonConv2d', 'stripe_ineligibility', 'skeleton_ineligibility', 'skeleton_kind']
+
+
+def skeleton_ineligibility(conv: nn.Module) -> Optional[str]:
+    """Why ``conv`` cannot carry a Filter Skeleton, or ``None`` if it can.
+
+    Any ``nn.Conv2d`` can: the skeleton (N, KH, KW) scales the stripe ``W[n, :, i, j]``,
+    which for a grouped conv holds the C/groups weights of filter n's group and for a
+    depthwise conv is a single weight (per-weight skeleton, as the official MobileNetV2).
+    """
+    if not isinstance(conv, nn.Conv2d):
+        return f'{type(conv).__name__} is not an nn.Conv2d'
+    return None
+
+
+def skeleton_kind(conv: nn.Conv2d) -> str:
+    """``'stripe'`` (groups 1), ``'per-weight'`` (depthwise: one weight per stripe) or
+    ``'grouped-stripe'`` (a stripe spans the C/groups inputs of the filter's group)."""
+    if conv.groups == 1:
+        return 'stripe'
+    return 'per-weight' if conv.in_channels == conv.groups else 'grouped-stripe'
 
 
 def stripe_ineligibility(conv: nn.Module) -> Optional[str]:
-    """Why ``conv`` cannot carry a Filter Skeleton / be stripe-pruned, or ``None`` if it can.
+    """Why ``conv`` cannot run in the stripe-wise form (:class:`StripeConv2d`), or ``None``.
 
-    Stripe form needs: ``nn.Conv2d``, groups 1, dilation 1, a square odd kernel,
-    symmetric integer zero padding.
+    Stripe form needs: ``nn.Conv2d``, groups 1, dilation 1, a square odd kernel, a square
+    stride, symmetric integer zero padding. Other convs still train with a skeleton and are
+    exported as ordinary (cropped, zero-striped) convs.
     """
     if not isinstance(conv, nn.Conv2d):
         return f'{type(conv).__name__} is not an nn.Conv2d'
@@ -22,6 +43,8 @@ def stripe_ineligibility(conv: nn.Module) -> Optional[str]:
     kh, kw = conv.kernel_size
     if kh != kw or kh % 2 == 0:
         return f'kernel_size={tuple(conv.kernel_size)} (needs a square odd kernel)'
+    if conv.stride[0] != conv.stride[1]:
+        return f'stride={tuple(conv.stride)} (needs a square stride)'
     if isinstance(conv.padding, str) or conv.padding[0] != conv.padding[1]:
         return f'padding={conv.padding!r} (needs symmetric integer padding)'
     if conv.padding_mode != 'zeros':
@@ -32,10 +55,11 @@ def stripe_ineligibility(conv: nn.Module) -> Optional[str]:
 class FilterSkeletonConv2d(nn.Conv2d):
     """``nn.Conv2d`` whose effective weight is ``weight * filter_skeleton``.
 
-    The Filter Skeleton ``I`` (``filter_skeleton``, shape (N, K, K), N output
-    filters, K kernel size) holds one scalar per stripe ``weight[n, :, i, j]``
+    The Filter Skeleton ``I`` (``filter_skeleton``, shape (N, KH, KW), N output
+    filters, KH×KW kernel) holds one scalar per stripe ``weight[n, :, i, j]``
     and is initialised to 1 (paper Sec. 3.1). Forward:
-    ``conv(x, W ⊙ I)`` with ``I`` broadcast over the C input channels.
+    ``conv(x, W ⊙ I)`` with ``I`` broadcast over the C/groups input channels of the
+    stripe (a single weight for a depthwise conv).
 
     Args:
         *args, **kwargs: as ``nn.Conv2d``.
@@ -49,18 +73,14 @@ class FilterSkeletonConv2d(nn.Conv2d):
 
     def __init__(self, *args, regularized: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        reason = stripe_ineligibility(self)
-        if reason is not None:
-            raise ValueError(f'FilterSkeletonConv2d: {reason}')
-        k = self.kernel_size[0]
-        self.filter_skeleton = nn.Parameter(torch.ones(self.out_channels, k, k, dtype=self.weight.dtype,
+        self.filter_skeleton = nn.Parameter(torch.ones(self.out_channels, *self.kernel_size, dtype=self.weight.dtype,
                                                        device=self.weight.device))
         self.regularized = regularized
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, regularized: bool = True) -> 'FilterSkeletonConv2d':
         """Wrap an existing conv; ``weight`` and ``bias`` are the *same* Parameter objects."""
-        reason = stripe_ineligibility(conv)
+        reason = skeleton_ineligibility(conv)
         if reason is not None:
             raise ValueError(f'cannot equip a Filter Skeleton: {reason}')
         new = cls.__new__(cls)
@@ -70,14 +90,13 @@ class FilterSkeletonConv2d(nn.Conv2d):
         new._parameters = dict(conv._parameters)
         new._buffers = dict(conv._buffers)
         new._modules = dict(conv._modules)
-        k = conv.kernel_size[0]
-        new.filter_skeleton = nn.Parameter(torch.ones(conv.out_channels, k, k, dtype=conv.weight.dtype,
+        new.filter_skeleton = nn.Parameter(torch.ones(conv.out_channels, *conv.kernel_size, dtype=conv.weight.dtype,
                                                       device=conv.weight.device))
         new.regularized = regularized
         return new
 
     def effective_weight(self) -> torch.Tensor:
-        """``W ⊙ I``: (N, C, K, K)."""
+        """``W ⊙ I``: (N, C/groups, KH, KW)."""
         return self.weight * self.filter_skeleton.unsqueeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,131 +1,187 @@
-"""Pruned conv that runs in its fastest exact form, chosen per input shape by measuring once."""
+"""Pruned conv whose execution form is chosen once at export and stored with the weights."""
 import time
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .stripe_conv import StripeConv2d
+from .stripe_conv import StripeConv2d, compute_dtype
 
-__all__ = ['PrunedConv2d']
+__all__ = ['PrunedConv2d', 'choose_forms']
 
 
 class PrunedConv2d(StripeConv2d):
-    """Stripe-pruned conv with a per-layer choice of execution form.
+    """Stripe-pruned conv with a stored per-layer execution form.
 
     Stores only live stripes (as :class:`StripeConv2d`) and runs as one of:
 
-    - ``'dense'``: a dense conv (oneDNN/cuDNN) on the channel-pruned weight with dead
-      stripes zeroed and the kernel cropped to the centred box that still holds a
-      live stripe (e.g. 3×3 -> 1×1 when only centre stripes survive);
-    - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`;
-    - ``'auto'`` (default): on the first call for an input shape/dtype/device, time
-      every form on that input (no grad) and keep the fastest for that shape. Dense
-      is always a candidate, so the layer is never (measurably) slower than the
-      channel-pruned dense conv. With autograd enabled ``'auto'`` uses ``'dense'``.
+    - ``'dense'``: a dense conv (oneDNN/cuDNN) over the *live filters only*, with dead
+      stripes zeroed and the kernel cropped to the centred box (rows and columns
+      separately) that still holds a live stripe (e.g. 3×3 -> 1×3 when the top and bottom
+      rows died); the outputs of dead filters are written as zeros (what the layer
+      computes for them), so a residual-coupled conv followed by its BN still yields the
+      dead filters' BN constants while computing only its live filters;
+    - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`.
+
+    The form is a plain attribute stored in the state dict (``_extra_state``); it is
+    chosen once by :func:`choose_forms` at export (never by timing inside ``forward``),
+    so inference is deterministic and traceable. Every form follows the input's device
+    and dtype and, under ``torch.autocast``, computes in the autocast dtype.
 
     Args:
         *args, **kwargs: as :class:`StripeConv2d`.
-        form (str): one of ``FORMS``. Defaults to ``'auto'``.
-        timing_repeats (int): timed round-robin runs per form (best kept). Defaults to 3.
-        stripe_margin (float): a stripe form is chosen only when it beats dense by this
-            fraction. Defaults to 0.05.
-
-    Note:
-        The choice is cached in the (non-persistent) attribute ``choices``,
-        keyed by ``(B, H, W, dtype, device)``; call :meth:`reset_choices` after
-        moving the model to another machine.
+        form (str): one of ``FORMS``. Defaults to ``'dense'``.
     """
 
-    FORMS = ('auto', 'dense', 'flat', 'gather', 'nchw')
+    FORMS = ('dense', 'flat', 'gather', 'nchw')
 
-    def __init__(self, *args, form: str = 'auto', timing_repeats: int = 3, stripe_margin: float = 0.05, **kwargs):
+    def __init__(self, *args, form: str = 'dense', **kwargs):
         super().__init__(*args, **kwargs)
-        if form not in self.FORMS:
-            raise ValueError(f'PrunedConv2d: form must be one of {self.FORMS}, got {form!r}')
-        self.form = form
-        self.timing_repeats = timing_repeats
-        self.stripe_margin = stripe_margin
-        self.choices: Dict[Tuple, str] = {}
+        self.form = self._check_form(form)
         self._dense_cache: Optional[Tuple] = None
 
-    def reset_choices(self) -> None:
-        self.choices.clear()
-        self._dense_cache = None
+    @classmethod
+    def _check_form(cls, form: str) -> str:
+        if form not in cls.FORMS:
+            raise ValueError(f'PrunedConv2d: form must be one of {cls.FORMS}, got {form!r} '
+                             "(choose the fastest one at export with choose_forms())")
+        return form
+
+    # ------------------------------------------------------------ state
+    def get_extra_state(self):
+        return {'form': self.form}
+
+    def set_extra_state(self, state) -> None:
+        if isinstance(state, dict) and 'form' in state:
+            self.form = self._check_form(state['form'])
+
+    # ------------------------------------------------------------ dense form
+    def crop_radii(self) -> Tuple[int, int]:
+        """Half-sizes (dh, dw) of the centred (2dh+1)×(2dw+1) box holding every live stripe (0 if none)."""
+        c = self.kernel_size // 2
+        pos = self.stripe_mask.any(0).nonzero()
+        if not pos.numel():
+            return 0, 0
+        return int((pos[:, 0] - c).abs().max()), int((pos[:, 1] - c).abs().max())
 
     def box_radius(self) -> int:
-        """Half-size d of the centred box (2d+1)² that contains every live stripe (0 if none)."""
-        p = self.kernel_size // 2
-        pos = self.stripe_mask.any(0).nonzero()
-        return int((pos - p).abs().max()) if pos.numel() else 0
+        """Half-size d of the centred square box (2d+1)² that contains every live stripe (0 if none)."""
+        return max(self.crop_radii())
 
-    def _dense_weight_cropped(self, dtype) -> Tuple[torch.Tensor, int]:
-        if torch.is_grad_enabled() and self.stripe_weight.requires_grad:
-            d = self.box_radius()
+    def live_filters(self) -> torch.Tensor:
+        """Indices (N_live,) of filters with at least one live stripe."""
+        return self.stripe_mask.flatten(1).any(1).nonzero().flatten()
+
+    def _dense_parts(self, dtype) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[int, int]]:
+        """(weight (N_live, C, 2dh+1, 2dw+1), live index or None when every filter lives, (dh, dw))."""
+
+        def build():
+            dh, dw = self.crop_radii()
             c = self.kernel_size // 2
-            return self.dense_weight()[:, :, c - d:c + d + 1, c - d:c + d + 1].to(dtype), d
-        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), dtype)
+            live = self.live_filters()
+            w = self.dense_weight()[:, :, c - dh:c + dh + 1, c - dw:c + dw + 1]
+            idx = None if live.numel() == self.out_channels else live
+            if idx is not None:
+                w = w.index_select(0, idx)
+            return w.to(dtype), idx, (dh, dw)
+
+        if torch.is_grad_enabled() and self.stripe_weight.requires_grad:
+            return build()  # differentiable (fine-tuning)
+        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr(), dtype)
         if self._dense_cache is None or self._dense_cache[0] != key:
             with torch.no_grad():
-                d = self.box_radius()
-                c = self.kernel_size // 2
-                w = self.dense_weight()[:, :, c - d:c + d + 1, c - d:c + d + 1].to(dtype).contiguous()
-            self._dense_cache = (key, w, d)
-        return self._dense_cache[1], self._dense_cache[2]
+                w, idx, d = build()
+            self._dense_cache = (key, w.contiguous(), idx, d)
+        return self._dense_cache[1], self._dense_cache[2], self._dense_cache[3]
 
     def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
-        w, d = self._dense_weight_cropped(x.dtype)
+        w, idx, (dh, dw) = self._dense_parts(x.dtype)
         k, s, p = self.kernel_size, self.stride, self.padding
-        # a centred (2d+1) box with padding p - (K//2 - d) gives the same output grid
-        pad = p - (k // 2 - d)
-        if pad >= 0:
-            y = F.conv2d(x, w, None, s, pad)
-        else:  # padding smaller than K//2: crop the input instead
-            x = x[:, :, -pad:x.shape[2] + pad, -pad:x.shape[3] + pad]
-            y = F.conv2d(x, w, None, s, 0)
-        return y
+        b, _, h, wd = x.shape
+        ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+        if w.shape[0] == 0:
+            return x.new_zeros(b, self.out_channels, ho, wo)
+        # a centred box with padding p - (K//2 - d) gives the same output grid; crop the input when negative
+        ph, pw = p - (k // 2 - dh), p - (k // 2 - dw)
+        if ph < 0 or pw < 0:
+            ch, cw = max(0, -ph), max(0, -pw)
+            x = x[:, :, ch:h - ch, cw:wd - cw]
+            ph, pw = max(0, ph), max(0, pw)
+        y = F.conv2d(x, w, None, s, (ph, pw))
+        if idx is None:
+            return y
+        out = y.new_zeros(b, self.out_channels, y.shape[2], y.shape[3])
+        return out.index_copy(1, idx, y)
 
-    def _run(self, form: str, x: torch.Tensor) -> torch.Tensor:
+    def run_form(self, form: str, x: torch.Tensor) -> torch.Tensor:
+        """Output of ``form`` on x (B, C, H, W), whatever the stored form."""
+        dt = compute_dtype(x)
+        x = x.to(dt)
         if form == 'dense':
             y = self._forward_dense(x)
-            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
-        self.impl = form
-        return super().forward(x)
-
-    def _choose(self, x: torch.Tensor) -> str:
-        key = (x.shape[0], x.shape[2], x.shape[3], x.dtype, x.device)
-        form = self.choices.get(key)
-        if form is None:
-            cands = ('dense', 'flat', 'gather', 'nchw')
-            for cand in cands:
-                self._run(cand, x)  # warm-up (plans, caches, allocator)
-            times = {c: [] for c in cands}
-            for _ in range(self.timing_repeats):  # round-robin, so a load spike hits every form alike
-                for cand in cands:
-                    if x.is_cuda:
-                        torch.cuda.synchronize(x.device)
-                    t0 = time.perf_counter()
-                    self._run(cand, x)
-                    if x.is_cuda:
-                        torch.cuda.synchronize(x.device)
-                    times[cand].append(time.perf_counter() - t0)
-            # best of the round-robin runs (robust to background load); a stripe form must win clearly
-            best = {c: min(t) * (1.0 if c == 'dense' else 1.0 + self.stripe_margin) for c, t in times.items()}
-            form = self.choices[key] = min(best, key=best.get)
-        return form
+            return y if self.bias is None else y + self.bias.to(y.dtype).view(1, -1, 1, 1)
+        return self._stripe_forward(x, self._check_form(form))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, N, H_out, W_out)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'PrunedConv2d: expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}')
-        form = self.form
-        if form == 'auto':
-            if torch.is_grad_enabled() and (x.requires_grad or self.stripe_weight.requires_grad):
-                form = 'dense'
-            else:
-                with torch.no_grad():
-                    form = self._choose(x)
-        return self._run(form, x)
+        self._check_input(x)
+        return self.run_form(self.form, x)
 
     def extra_repr(self) -> str:
         return super().extra_repr().replace(f', impl={self.impl!r}', f', form={self.form!r}')
+
+
+@torch.no_grad()
+def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, repeats: int = 3,
+                 stripe_margin: float = 0.05) -> Dict[str, str]:
+    """Time every form of each :class:`PrunedConv2d` of ``model`` on its own input and store the fastest.
+
+    Runs once at export: the model is run on ``example_input`` to capture each layer's
+    input, then every form is timed round-robin on that input (best of ``repeats``); a
+    stripe form must beat the dense form by ``stripe_margin``. The choice is written to
+    each layer's ``form`` (saved in the state dict); ``forward`` never times anything.
+
+    Args:
+        model (nn.Module): model holding :class:`PrunedConv2d` modules (modified in place).
+        example_input (Tensor): a batch of the deployment shape, on the deployment device.
+        forward (callable, optional): ``forward(x)`` instead of ``model(x)``.
+        repeats (int): timed runs per form. Defaults to 3.
+        stripe_margin (float): required relative gain of a stripe form. Defaults to 0.05.
+
+    Returns:
+        dict[str, str]: the chosen form by module name.
+    """
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, PrunedConv2d)}
+    inputs: Dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_pre_hook(lambda mod, a, n=n: inputs.setdefault(n, a[0]))
+               for n, m in layers.items()]
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        (forward or model)(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, t in modes.items():
+            m.train(t)
+    chosen = {}
+    for name, m in layers.items():
+        x = inputs.get(name)
+        if x is None:
+            continue
+        times = {f: [] for f in PrunedConv2d.FORMS}
+        for f in times:
+            m.run_form(f, x)  # warm-up (plans, caches, allocator)
+        for _ in range(repeats):  # round-robin: a load spike hits every form alike
+            for f in times:
+                if x.is_cuda:
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                m.run_form(f, x)
+                if x.is_cuda:
+                    torch.cuda.synchronize(x.device)
+                times[f].append(time.perf_counter() - t0)
+        best = {f: min(t) * (1.0 if f == 'dense' else 1.0 + stripe_margin) for f, t in times.items()}
+        m.form = chosen[name] = min(best, key=best.get)
+    return chosen

@@ -36,13 +36,13 @@ class FilterSkeletonRegularizer:
             liveness (only convs whose channels can legally disappear; see
             :func:`trace_channel_groups`). Defaults to None (no BN masking).
         l1_mode (str): ``'grad'`` (inject α·sign(I) before the step) or ``'loss'``.
-            Defaults to 'grad'.
+            Defaults to 'loss' (spec decision 1: the paper's objective; AMP-safe).
         reset_dead (bool): re-zero dead entries and their momentum after the step.
             Defaults to True.
     """
 
     def __init__(self, model: nn.Module, alpha: float = 1e-5, threshold: float = 0.01,
-                 bn_map: Optional[Dict[str, str]] = None, l1_mode: str = 'grad', reset_dead: bool = True):
+                 bn_map: Optional[Dict[str, str]] = None, l1_mode: str = 'loss', reset_dead: bool = True):
         if l1_mode not in ('grad', 'loss'):
             raise ValueError(f"l1_mode must be 'grad' or 'loss', got {l1_mode!r}")
         if alpha < 0 or threshold < 0:

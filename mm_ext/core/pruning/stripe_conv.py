@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['masked_conv2d', 'StripeConv2d']
+__all__ = ['masked_conv2d', 'StripeConv2d', 'compute_dtype']
 
 
 def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -33,6 +33,15 @@ def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, bia
         Tensor: (B, N, H_out, W_out), H_out = (H + 2p - K) // s + 1.
     """
     return F.conv2d(x, weight * mask.to(weight.dtype).unsqueeze(1), bias, stride, padding)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a conv computes in: the autocast dtype inside ``torch.autocast`` for x's
+    device type, else x's own dtype (so every form matches ``nn.Conv2d``)."""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev) and x.is_floating_point():
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
 
 
 def _out_size(h: int, k: int, s: int, p: int) -> int:
@@ -141,22 +150,31 @@ class StripeConv2d(nn.Module):
         return self.stripe_weight.shape[0]
 
     # --------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) -> (B, N, H_out, W_out), H_out = (H + 2p - K) // s + 1."""
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'{type(self).__name__}: expected input (B, {self.in_channels}, H, W), '
                              f'got {tuple(x.shape)}')
-        if self.impl == 'flat':
+
+    def _stripe_forward(self, x: torch.Tensor, impl: str) -> torch.Tensor:
+        if impl == 'flat':
             y = self._forward_flat(x)
-        elif self.impl == 'gather':
+        elif impl == 'gather':
             y = self._forward_gather(x)
-        elif self.impl == 'nchw':
+        elif impl == 'nchw':
             y = self._forward_nchw(x)
         else:
-            raise ValueError(f"{type(self).__name__}.impl must be one of {self.IMPLS}, got {self.impl!r}")
+            raise ValueError(f"{type(self).__name__}: impl must be one of {self.IMPLS}, got {impl!r}")
         if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
+            y = y + self.bias.to(y.dtype).view(1, -1, 1, 1)
         return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, N, H_out, W_out), H_out = (H + 2p - K) // s + 1.
+
+        Computes in :func:`compute_dtype` (x's dtype, or the autocast dtype under autocast).
+        """
+        self._check_input(x)
+        return self._stripe_forward(x.to(compute_dtype(x)), self.impl)
 
     def _forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -4,9 +4,9 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 
-from .filter_skeleton_conv import FilterSkeletonConv2d, stripe_ineligibility
+from .filter_skeleton_conv import FilterSkeletonConv2d, skeleton_ineligibility, skeleton_kind
 
-__all__ = ['equip_filter_skeleton', 'unequip_filter_skeleton', 'filter_skeleton_convs']
+__all__ = ['equip_filter_skeleton', 'unequip_filter_skeleton', 'filter_skeleton_convs', 'dense_layers']
 
 Patterns = Optional[Union[str, Sequence[str]]]
 
@@ -44,8 +44,11 @@ def equip_filter_skeleton(model: nn.Module,
         unregularized (str | list[str], optional): convs that get a skeleton but no L1
             push / threshold (shortcut projections, spec A.5).
             Defaults to ``r'(downsample|shortcut)'``.
-        strict (bool): raise when an *included* conv is ineligible (groups, dilation,
-            even kernel, ...) instead of skipping it. Defaults to False.
+        strict (bool): raise when an *included* conv is ineligible instead of skipping
+            it. Defaults to False.
+
+    Grouped and depthwise convs get a skeleton too (:func:`skeleton_kind`): per filter
+    stripe of C/groups weights, or per weight for depthwise convs.
 
     Returns:
         list[str]: names of the equipped convs, in module order.
@@ -59,7 +62,7 @@ def equip_filter_skeleton(model: nn.Module,
             continue
         if exc and _matches(name, exc):
             continue
-        reason = stripe_ineligibility(m)
+        reason = skeleton_ineligibility(m)
         if reason is not None:
             if strict:
                 raise ValueError(f'equip_filter_skeleton: conv {name!r} is not eligible: {reason}; '
@@ -92,3 +95,24 @@ def unequip_filter_skeleton(model: nn.Module, fold: bool = True) -> List[str]:
 def filter_skeleton_convs(model: nn.Module) -> Iterable[Tuple[str, FilterSkeletonConv2d]]:
     """``(name, module)`` for every Filter-Skeleton conv of ``model``."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, FilterSkeletonConv2d)]
+
+
+def dense_layers(model: nn.Module) -> List[Tuple[str, str]]:
+    """Weighted layers of ``model`` that carry no stripe skeleton, or carry one that cannot
+    remove channels / run stripe-wise, with the reason (for the training and export logs).
+
+    Returns:
+        list[tuple[str, str]]: ``(module name, why it stays dense)`` in module order.
+    """
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, FilterSkeletonConv2d):
+            kind = skeleton_kind(m)
+            if kind != 'stripe':
+                out.append((name, f'groups={m.groups}: {kind} skeleton (weights zeroed, kernel cropped), '
+                                  'output channels kept (tied to the groups)'))
+        elif isinstance(m, nn.Linear):
+            out.append((name, 'nn.Linear: no kernel stripes (a 1x1 conv as a linear layer), left dense'))
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            out.append((name, f'{type(m).__name__}: no skeleton (only nn.Conv2d modules, not excluded, get one)'))
+    return out

@@ -8,7 +8,7 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from mm_ext._registry import register
-from mm_ext.core.pruning import (FilterSkeletonRegularizer, count_params_flops, fold_filter_skeleton,
+from mm_ext.core.pruning import (FilterSkeletonRegularizer, count_params_flops, dense_layers,
                                  prune_filter_skeleton, trace_channel_groups)
 
 
@@ -22,19 +22,23 @@ class PFFHook(Hook):
 
     `Pruning Filter in Filter <https://arxiv.org/abs/2009.14410>`_, Sec. 3.2. In
     ``before_train`` the hook traces which conv channels may disappear (BN after a conv
-    that feeds only convs/linears; never channels feeding a residual add), then attaches
-    a :class:`~mm_ext.core.pruning.FilterSkeletonRegularizer` to the optimiser as step
-    pre/post hooks, so every ``optimizer.step()`` does, on unscaled gradients (AMP safe):
-    ``I.grad += α·sign(I)``; zero ``|I| ≤ δ`` and its grad; mask the following BN's γ, β
-    (and grads) of fully dead filters; step; re-zero dead entries and their momentum.
+    that feeds only convs/linears; never channels feeding a residual add), logs the layers
+    that stay dense and why (linears, grouped/depthwise convs whose channels are tied to
+    their groups), then attaches a :class:`~mm_ext.core.pruning.FilterSkeletonRegularizer`
+    to the optimiser as step pre/post hooks, so every ``optimizer.step()`` does, on unscaled
+    gradients (AMP safe): (``l1_mode='grad'`` only) ``I.grad += α·sign(I)``; zero ``|I| ≤ δ``
+    and its grad; mask the following BN's γ, β (and grads) of fully dead filters; step;
+    re-zero dead entries and their momentum. With ``l1_mode='loss'`` (default) the model adds
+    ``loss_fs_l1 = α·Σ|I|`` to its losses instead.
     Every ``log_interval_epochs`` epochs it logs kept stripes/filters and the params /
     FLOPs the pruned network would have.
 
     Args:
         alpha (float): α (official ``--sr``). Defaults to 1e-5.
         threshold (float): δ (official ``--threshold``). Defaults to 0.01.
-        l1_mode (str): ``'grad'`` (sign-gradient injection, official) or ``'loss'``
-            (``loss_fs_l1`` term added by :class:`PFFImageClassifier`). Defaults to 'grad'.
+        l1_mode (str): ``'loss'`` (``loss_fs_l1`` term added by :class:`PFFImageClassifier`:
+            the paper's objective, spec decision 1) or ``'grad'`` (official sign-gradient
+            injection on unscaled gradients). Defaults to 'loss'.
         reset_dead (bool): re-zero dead entries and momentum after each step (False =
             official one-iteration momentum leak). Defaults to True.
         mask_bn (bool): mask BN γ/β of dead filters where the channel is removable.
@@ -49,7 +53,7 @@ class PFFHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self, alpha: float = 1e-5, threshold: float = 0.01, l1_mode: str = 'grad',
+    def __init__(self, alpha: float = 1e-5, threshold: float = 0.01, l1_mode: str = 'loss',
                  reset_dead: bool = True, mask_bn: bool = True, input_shape: Sequence[int] = (3, 32, 32),
                  log_interval_epochs: int = 1):
         if l1_mode not in ('grad', 'loss'):
@@ -78,7 +82,9 @@ class PFFHook(Hook):
         if self.mask_bn:
             try:
                 groups = trace_channel_groups(model.tensor_path(), self._example(model))
-                bn_map = {n: g.bn for n, g in groups.items() if g.removable and g.bn is not None}
+                regularized = {n for n, m in model.named_modules() if getattr(m, 'regularized', False)}
+                bn_map = {n: g.bn for n, g in groups.items()
+                          if g.removable and g.bn is not None and n in regularized}
             except Exception as exc:  # noqa: BLE001 - untraceable models train without BN masking
                 runner.logger.warning(f'PFFHook: channel tracing failed ({type(exc).__name__}: {exc}); '
                                       'BN liveness masking is off')
@@ -86,6 +92,8 @@ class PFFHook(Hook):
                                                      l1_mode=self.l1_mode, reset_dead=self.reset_dead)
         self.regularizer.attach(optimizer)
         model.fs_l1_alpha = self.alpha if self.l1_mode == 'loss' else 0.0
+        for name, why in dense_layers(model):
+            runner.logger.info(f'PFFHook: {name} stays dense: {why}')
         runner.logger.info(f'PFFHook: {len(self.regularizer.convs)} regularised skeleton convs, '
                            f'{len(bn_map)} BNs masked by filter liveness, alpha={self.alpha}, '
                            f'threshold={self.threshold}, l1_mode={self.l1_mode}')
@@ -96,12 +104,10 @@ class PFFHook(Hook):
 
     @torch.no_grad()
     def pruned_cost(self, model):
-        """(params, FLOPs) of the dense model and of the network pruned at δ (per image)."""
-        dense = copy.deepcopy(model).eval()
+        """(params, FLOPs) of the unpruned and of the network pruned at δ (per image); params
+        as the official code counts them (skeletons included)."""
         x = self._example(model)[:1]
-        fold_filter_skeleton(dense, 0.0)
-        path = dense.tensor_path()
-        p0, f0 = count_params_flops(path, x)
+        p0, f0 = count_params_flops(model.tensor_path(), x)
         pruned = copy.deepcopy(model).eval()
         prune_filter_skeleton(pruned, x.expand(2, -1, -1, -1), self.threshold, form='dense',
                               root=pruned.tensor_path())

@@ -1,5 +1,7 @@
 """ImageClassifier whose convs carry Filter Skeletons from construction on (PFF, spec E.1)."""
-from typing import List, Sequence, Union
+import os
+import warnings
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -7,7 +9,18 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
 from mm_ext._registry import register
-from mm_ext.core.pruning import equip_filter_skeleton, filter_skeleton_convs, fs_l1_penalty, reshape_to_state_dict
+from mm_ext.core.pruning import build_pruned_arch, equip_filter_skeleton, filter_skeleton_convs, fs_l1_penalty
+
+
+def load_pruned_arch(path: str) -> dict:
+    """The pruned-architecture record written by ``tools/pff_prune.py`` (``*_arch.pth``, or a
+    pruned checkpoint holding it)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'pruned_arch: {path!r} not found; write it with tools/pff_prune.py')
+    obj = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(obj, dict) and 'state_dict' in obj:
+        obj = obj['state_dict'].get('_extra_state', {}).get('pff_arch', obj)
+    return obj
 
 
 class _TensorPath(nn.Module):
@@ -37,7 +50,9 @@ class PFFImageClassifier(ImageClassifier):
     and are never touched by ``init_weights``. Training-time sparsity, thresholding and BN
     masking are done by :class:`PFFHook`. A state dict of a *pruned* model (from
     ``tools/pff_prune.py``) loads into this class: the affected modules are rebuilt to
-    the stored shapes first.
+    the stored architecture first (fine for testing; for fine-tuning build the pruned
+    architecture at construction with ``pruned_arch`` so the optimiser and DDP see the
+    pruned parameters).
 
     Args:
         fs_include (str | list[str], optional): regexes (``re.search`` on names such as
@@ -45,6 +60,10 @@ class PFFImageClassifier(ImageClassifier):
         fs_exclude (str | list[str], optional): regexes of convs to skip. Defaults to None.
         fs_unregularized (str | list[str], optional): convs that get a skeleton but no L1 /
             threshold (shortcut projections). Defaults to ``r'(downsample|shortcut)'``.
+        pruned_arch (str | dict, optional): pruned-architecture record (``*_arch.pth`` from
+            ``tools/pff_prune.py``, or a pruned checkpoint): the model is restructured to it at
+            construction, so ``tools/train.py`` fine-tunes the pruned network (single process
+            or DDP) with ``load_from`` = the pruned checkpoint. Defaults to None.
         **kwargs: as ``ImageClassifier`` (backbone, neck, head, ...).
 
     Note:
@@ -54,14 +73,22 @@ class PFFImageClassifier(ImageClassifier):
 
     def __init__(self, *args, fs_include: Union[str, Sequence[str], None] = r'^backbone\.',
                  fs_exclude: Union[str, Sequence[str], None] = None,
-                 fs_unregularized: Union[str, Sequence[str], None] = r'(downsample|shortcut)', **kwargs):
+                 fs_unregularized: Union[str, Sequence[str], None] = r'(downsample|shortcut)',
+                 pruned_arch: Union[str, dict, None] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fs_names: List[str] = equip_filter_skeleton(self, include=fs_include, exclude=fs_exclude,
                                                          unregularized=fs_unregularized)
         if not self.fs_names:
-            raise ValueError(f'PFFImageClassifier: no eligible conv matched fs_include={fs_include!r} '
+            raise ValueError(f'PFFImageClassifier: no nn.Conv2d matched fs_include={fs_include!r} '
                              f'(fs_exclude={fs_exclude!r}); check the module names of the backbone')
         self.fs_l1_alpha = 0.0
+        self.pff_arch: Optional[dict] = None
+        if pruned_arch is not None:
+            where = pruned_arch if isinstance(pruned_arch, str) else 'pruned_arch'
+            arch = load_pruned_arch(pruned_arch) if isinstance(pruned_arch, str) else pruned_arch
+            build_pruned_arch(self, arch, where=f'PFFImageClassifier(pruned_arch={where!r})')
+            self.pff_arch = arch
+            self.fs_names = [n for n, _ in filter_skeleton_convs(self)]
 
     def tensor_path(self) -> nn.Module:
         """The fx-traceable image -> logits module sharing this model's submodules."""
@@ -74,7 +101,21 @@ class PFFImageClassifier(ImageClassifier):
                 [m.filter_skeleton for _, m in filter_skeleton_convs(self) if m.regularized], self.fs_l1_alpha)
         return losses
 
+    def get_extra_state(self):
+        """The pruned architecture (None before pruning) travels in the state dict."""
+        return {'pff_arch': self.pff_arch}
+
+    def set_extra_state(self, state) -> None:
+        pass  # applied in _load_from_state_dict, before the children load
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if any(k.startswith(prefix) and k.endswith('.stripe_mask') for k in state_dict):
-            reshape_to_state_dict(self, state_dict, prefix)
+        extra = state_dict.get(prefix + '_extra_state')
+        arch = extra.get('pff_arch') if isinstance(extra, dict) else None
+        if arch is not None and self.pff_arch is None:
+            build_pruned_arch(self, arch, where='checkpoint')
+            self.pff_arch = arch
+            self.fs_names = [n for n, _ in filter_skeleton_convs(self)]
+            warnings.warn('PFFImageClassifier: restructured to the pruned architecture while loading weights; an '
+                          'optimiser or DDP wrapper built before loading misses the new parameters. To fine-tune, '
+                          'set model.pruned_arch=<the *_arch.pth of tools/pff_prune.py>.')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
