@@ -17,6 +17,14 @@ class SynthPed(_market.Market1501):
     folder = 'synth-ped'
     make_cmd = 'python tools/make_data.py synth-ped'
 
+    @classmethod
+    def default_viewpoint_file(cls, root: str) -> str:
+        """The viewpoint file the generator wrote for ``root`` (same rules as ``__init__``)."""
+        root = osp.abspath(osp.expanduser(root))
+        if osp.isdir(osp.join(root, 'market1501')):
+            return osp.join(root, 'market1501', 'viewpoint_labels.pkl')
+        return osp.join(root, cls.folder, 'market1501', 'viewpoint_labels.pkl')
+
     def __init__(self, root='', **kwargs):
         root = osp.abspath(osp.expanduser(root))
         if osp.isdir(osp.join(root, 'market1501')):  # root is the dataset folder itself

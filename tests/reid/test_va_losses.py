@@ -108,3 +108,56 @@ def test_warmup_multistep_lr():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([0.2, 0.6, 1.0, 1.0, 0.1, 0.1, 0.01])
+
+
+# ---------------------------------------------------------------- observed (pid, view) pairs
+# hand-built training set: identity 0 seen from the front and the back, identity 1 only from the
+# side, identity 2 from all three viewpoints -> K = 6 classes
+# (0,f) (0,b) (1,s) (2,f) (2,s) (2,b)
+_OBS_PIDS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+_OBS_VIEWS = torch.tensor([0, 2, 2, 1, 1, 0, 1, 2, -1])  # -1: unknown, ignored
+
+
+def test_observed_pairs_classes_hand_built():
+    from reid_ext.core.va_losses import observed_pairs, pair_classes
+    obs = observed_pairs(_OBS_PIDS, _OBS_VIEWS, num_ids=3, num_views=3)
+    assert obs.tolist() == [[True, False, True], [False, True, False], [True, True, True]]
+    c = pair_classes(3, 3, obs)
+    assert c.pid.tolist() == [0, 0, 1, 2, 2, 2]
+    assert c.view.tolist() == [0, 2, 1, 0, 1, 2]
+    assert c.index.tolist() == [[0, -1, 1], [-1, 2, -1], [3, 4, 5]]
+    dense = pair_classes(3, 3)
+    assert dense.index.flatten().tolist() == list(range(9))
+
+
+def test_valsr_over_observed_pairs_hand_computed():
+    from reid_ext.core.va_losses import observed_pairs, pair_classes
+    c = pair_classes(3, 3, observed_pairs(_OBS_PIDS, _OBS_VIEWS, 3, 3))
+    # uniform p = 1/6 over K = 6 classes
+    q = valsr_targets(torch.zeros(3, 6), torch.tensor([0, 1, 2]), torch.tensor([2, 1, 0]),
+                      epsilon=0.2, classes=c)
+    e2 = 0.2 * (1 - 1 / 6)
+    # sample 0 (pid 0, back): p_id = 2/6; one other observed view (front) gets all of eps1
+    e1 = 0.2 * (1 - 2 / 6)
+    row0 = [e1, 1 - e1 - e2, e2 / 4, e2 / 4, e2 / 4, e2 / 4]
+    # sample 1 (pid 1, side): no other observed view, eps1 stays on the true class
+    row1 = [e2 / 5, e2 / 5, 1 - e2, e2 / 5, e2 / 5, e2 / 5]
+    # sample 2 (pid 2, front): two other views share eps1 as in the dense case
+    e1b = 0.2 * (1 - 3 / 6)
+    row2 = [e2 / 3, e2 / 3, e2 / 3, 1 - e1b - e2, e1b / 2, e1b / 2]
+    torch.testing.assert_close(q, torch.tensor([row0, row1, row2]))
+    # static direction LSR on the same classes: 0.6 true, 0.15 per other observed view
+    q = static_direction_lsr_targets(6, torch.tensor([0, 1]), torch.tensor([0, 1]), classes=c)
+    torch.testing.assert_close(q, torch.tensor([[0.6, 0.15, 0.25 / 4, 0.25 / 4, 0.25 / 4, 0.25 / 4],
+                                                [0.4 / 5, 0.4 / 5, 0.6, 0.4 / 5, 0.4 / 5, 0.4 / 5]]))
+    with pytest.raises(ValueError, match='not an observed pair'):
+        valsr_targets(torch.zeros(1, 6), torch.tensor([1]), torch.tensor([0]), classes=c)
+
+
+def test_valsr_all_pairs_observed_equals_dense():
+    from reid_ext.core.va_losses import pair_classes
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, 12, generator=g)
+    pids, views = torch.randint(0, 4, (6,), generator=g), torch.randint(0, 3, (6,), generator=g)
+    torch.testing.assert_close(valsr_targets(logits, pids, views, classes=pair_classes(4, 3)),
+                               valsr_targets(logits, pids, views))
