@@ -10,6 +10,7 @@ mode     query (f_q, with grad)         key (f_k, no grad)   extra negative
 ======== ============================== ==================== ==================
 moco     anchor                         positive             f_q(negative of the
                                                              next sample): another video
+                                                             ('intra': f_q(negative))
 dsm      TPS / push warp(anchor)        positive             f_q(negative)
 be       BE(anchor)                     positive             f_q(negative)
 tbe      reverse_t(BE(anchor))          positive             f_q(negative)
@@ -60,6 +61,10 @@ class ContrastiveConfig:
         negative_eda (str, optional): 'swap' / 'insert' temporal EDA on the
             negative (off in the release). None.
         negative_eda_ratio (float): fraction of frames changed by EDA. 0.1.
+        moco_negative (str): 'moco' mode's extra negative: 'other' - the
+            negative window of the next sample, i.e. another video (release
+            baseline); 'intra' - this video's own shifted window, as DSM / BE
+            get (the ablation "MoCo + intra-video negative"). 'other'.
     """
 
     mode: str = 'dsm'
@@ -76,6 +81,7 @@ class ContrastiveConfig:
     disturb_side: str = 'query'
     negative_eda: Optional[str] = None
     negative_eda_ratio: float = 0.1
+    moco_negative: str = 'other'
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -87,6 +93,9 @@ class ContrastiveConfig:
         if self.negative_eda not in (None, 'swap', 'insert'):
             raise ValueError(f"negative_eda must be None, 'swap' or 'insert', got "
                              f'{self.negative_eda!r}')
+        if self.moco_negative not in ('other', 'intra'):
+            raise ValueError(f"moco_negative must be 'other' or 'intra', got "
+                             f'{self.moco_negative!r}')
         if self.temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {self.temperature}')
 
@@ -162,7 +171,7 @@ def video_contrastive_loss(views: torch.Tensor,
     else:
         _, q = encode_query(anchor)
     _, n = encode_query(negative)
-    if cfg.mode == 'moco':
+    if cfg.mode == 'moco' and cfg.moco_negative == 'other':
         # the baseline's extra negative is a clip of another video
         n = torch.roll(n, 1, 0) if n.shape[0] > 1 else None
     loss, logits = infonce_with_extra_negative(q, k, queue, n, cfg.temperature)
