@@ -192,3 +192,24 @@ def test_linear_probe_cross_validation():
     _, l2 = linear_probe(torch.zeros(30, 6), torch.arange(30) % 3, [], l2_grid=(1e-4, 10.0, 0.1),
                          folds=3)
     assert l2 == 10.0
+
+
+def test_convert_tool_writes_an_mmengine_checkpoint(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    torch.manual_seed(0)
+    sd, net, _ = _official_c3d()
+    src = tmp_path / 'c3d_official.pth.tar'
+    torch.save({'model': sd, 'epoch': 7}, src)
+    tool_path = Path(__file__).resolve().parents[2] / 'tools' / 'convert_dsm_be_checkpoint.py'
+    spec = importlib.util.spec_from_file_location('convert_tool', tool_path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(src), str(tmp_path / 'out.pth'), '--arch', 'c3d', '--no-key-encoder']) == 0
+    ckpt = torch.load(tmp_path / 'out.pth', weights_only=True)
+    assert ckpt['meta']['arch'] == 'c3d'
+    assert set(ckpt['state_dict']) == {f'backbone.{k}' for k in net.state_dict()} | \
+        {'neck.fc.weight', 'neck.fc.bias'}
+    with pytest.raises(SystemExit, match='c3d'):  # an I3D checkpoint is not a C3D one
+        torch.save({'model': {'module.conv3d_1a_7x7.conv3d.weight': torch.zeros(1)}}, src)
+        tool.main([str(src), str(tmp_path / 'bad.pth'), '--arch', 'c3d'])
