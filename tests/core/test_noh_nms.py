@@ -1,11 +1,11 @@
-"""NOH-NMS family vs mmcv greedy NMS, the per-box reference loop and hand-computed cases."""
+"""NOH-NMS family vs mmcv greedy and soft NMS, the per-box reference loop and hand-computed cases."""
 import math
 
 import pytest
 import torch
 
-from mm_ext.core.nms import adaptive_nms, crowd_nms_reference, noh_nms, thresholded_soft_nms
-from mm_ext.core.nms.synthetic import clustered_detections
+from mm_ext.core.nms import adaptive_nms, noh_nms, thresholded_soft_nms
+from mm_ext.core.nms.testing import clustered_detections, crowd_nms_reference
 
 
 def _random_boxes(n, seed, dtype=torch.float32):
@@ -217,7 +217,7 @@ def test_torch_path_equals_numpy_path_on_cpu(monkeypatch, method):
 
 @pytest.mark.parametrize('thr', [0.0, 0.3, 0.5, 0.8])
 def test_overlap_pair_sweeps_equal_dense_iou(thr):
-    from mm_ext.core.nms._rounds import overlap_pairs, overlap_pairs_numpy, pairwise_iou
+    from mm_ext.core.nms._rounds import overlap_pairs, pairwise_iou
 
     for seed in range(3):
         d = clustered_detections(300, seed=seed)
@@ -225,7 +225,7 @@ def test_overlap_pair_sweeps_equal_dense_iou(thr):
         boxes[7, 2] = boxes[7, 0]  # a zero-width box overlaps nothing
         dense = torch.triu(pairwise_iou(boxes, boxes) > thr, diagonal=1)
         want = {tuple(p) for p in dense.nonzero().tolist()}
-        for u, v, iou in (overlap_pairs(boxes, thr), overlap_pairs_numpy(boxes.numpy(), thr)):
+        for u, v, iou in (overlap_pairs(boxes, thr), overlap_pairs(boxes.numpy(), thr)):
             u, v = torch.as_tensor(u), torch.as_tensor(v)
             got = set(zip(torch.minimum(u, v).tolist(), torch.maximum(u, v).tolist()))
             assert got == want and len(u) == len(want)
@@ -238,7 +238,7 @@ def test_batched_crowd_nms_runs_each_class_alone():
     d = clustered_detections(300, seed=8)
     b, s, p, o = d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes']
     labels = torch.arange(300) % 3
-    keep, out = batched_crowd_nms(b, s, labels, p, o, method='noh', max_num=50)
+    keep, out = batched_crowd_nms(b, s, labels, p, o, method='noh', max_num=50)  # one call, all classes
     parts = []
     for c in range(3):
         idx = (labels == c).nonzero().squeeze(1)
@@ -249,3 +249,54 @@ def test_batched_crowd_nms_runs_each_class_alone():
     assert out.tolist() == pytest.approx([f for f, _ in parts[:50]])
     with pytest.raises(ValueError, match='noh_scores'):
         batched_crowd_nms(b, s, labels, method='adaptive')
+
+
+def test_first_pick_is_kept_below_min_score_like_the_official_loop():
+    boxes, scores = torch.tensor([A, [50., 0., 60., 20.], B]), torch.tensor([0.004, 0.008, 0.006])
+    for fn in (lambda **k: noh_nms(boxes, scores, None, None, **k),
+               lambda **k: thresholded_soft_nms(boxes, scores, **k),
+               lambda **k: adaptive_nms(boxes, scores, torch.zeros(3), **k)):
+        keep, out = fn()
+        assert keep.tolist() == [1] and out.tolist() == pytest.approx([0.008])  # the rest: < 0.01
+        assert fn(keep_first_pick=False)[0].tolist() == []
+    ref_keep, _ = crowd_nms_reference(boxes, scores, method='greedy')
+    assert ref_keep.tolist() == [1]
+    # per class: each class keeps its own first pick
+    keep, _ = noh_nms(boxes, scores, None, None, labels=torch.tensor([0, 1, 0]))
+    assert keep.tolist() == [1, 2]
+
+
+def test_ops_accept_tensors_that_require_grad():
+    d = clustered_detections(100, seed=1)
+    args = [d[k].clone().requires_grad_(True) for k in ('boxes', 'scores', 'noh_scores', 'noh_boxes')]
+    keep, out = noh_nms(*args)
+    ref_keep, ref_out = noh_nms(*[a.detach() for a in args])
+    assert torch.equal(keep, ref_keep) and torch.equal(out, ref_out)
+    assert len(thresholded_soft_nms(args[0], args[1])[0]) > 0 and len(adaptive_nms(args[0], args[1], args[2])[0]) > 0
+
+
+@pytest.mark.parametrize('method', ['linear', 'gaussian'])
+def test_soft_nms_equals_mmcv_soft_nms(method):
+    """mmcv's soft_nms: linear decay above the threshold (= the official thresholded
+    variant), Gaussian decay of every overlapping box (= thresholded at IoU 0)."""
+    ops = pytest.importorskip('mmcv.ops')
+    for seed in range(4):
+        d = clustered_detections(300, seed=20 + seed)
+        b, s = d['boxes'], d['scores']
+        dets, ref_keep = ops.soft_nms(b, s, iou_threshold=0.5, sigma=0.5, min_score=0.01, method=method)
+        keep, out = thresholded_soft_nms(b, s, iou_threshold=0.5 if method == 'linear' else 0.0, method=method,
+                                         sigma=0.5, min_score=0.01)
+        assert torch.equal(keep, ref_keep.long())
+        assert torch.allclose(out, dets[:, 4], rtol=1e-5, atol=1e-7)
+
+
+def test_batched_crowd_nms_class_agnostic_and_bad_method():
+    from mm_ext.core.nms import batched_crowd_nms
+
+    d = clustered_detections(200, seed=9)
+    b, s, p, o = d['boxes'], d['scores'], d['noh_scores'], d['noh_boxes']
+    keep, out = batched_crowd_nms(b, s, None, p, o, method='noh')
+    ref_keep, ref_out = noh_nms(b, s, p, o)
+    assert torch.equal(keep, ref_keep) and torch.equal(out, ref_out)
+    with pytest.raises(ValueError, match='unknown crowd NMS method'):
+        batched_crowd_nms(b, s, None, method='soft')

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from mm_ext.core.nms import crowd_nms_reference, noh_nms
-from mm_ext.core.nms.synthetic import clustered_detections
+from mm_ext.core.nms import noh_nms
+from mm_ext.core.nms.testing import clustered_detections, crowd_nms_reference
 
 
 def _greedy_op():

@@ -7,36 +7,37 @@ the score of every remaining candidate it "affects" by a pair factor in
 factor differs between the methods.
 
 Instead of one Python step per pick, :func:`sequential_rescore` processes the
-picks in *rounds*. Sort the remaining candidates by current score; a candidate
-that no higher-ranked remaining candidate affects can never be rescaled again
-(scores only decrease, and only picked candidates rescale others), so it is
-certain to be picked with its current score. All such "safe" candidates of a
-round are picked together, their factors on the others are applied with one
-batched product, and the round repeats on the rest. The result equals the
+picks in *rounds*. A remaining candidate that no higher-scored remaining
+neighbour affects can never be rescaled again (scores only decrease, and only
+picked candidates rescale others), so it is certain to be picked with its
+current score. All such "safe" candidates of a round are picked together, their
+factors on the others are applied with one batched product, and the round
+repeats on the rest. The pick test compares the current scores of the two ends
+of each overlapping pair directly (no sort per round). The result equals the
 one-pick-at-a-time loop (up to float rounding in the order of the products),
 because the pick order equals the order of final scores (descending, ties by
 lowest index): a candidate picked earlier had, at its pick time, a score not
 below the later one's score at that time, which is not below its final score.
 
-Overlapping pairs (IoU above the smallest threshold) are found once by a sweep
-over boxes sorted by x1 (no N x N matrix); each round is then a handful of
-vectorised operations over the remaining boxes and pairs, with no Python loop
-over boxes or pairs. The number of rounds is the depth of the suppression
-chains (typically < 10 for N = 1000 crowded detections).
+Overlapping pairs (IoU above the smallest threshold) are found once, without an
+N x N matrix, by a sweep over boxes sorted by (class, horizontal band, x1) (see
+:func:`overlap_pairs`); each round is then a handful of vectorised operations
+over the remaining boxes and pairs. The number of rounds is the depth of the
+suppression chains (typically < 10 for N = 1000 crowded detections).
 
-Two implementations of the same steps: torch (any device; used for CUDA tensors)
-and numpy (CPU float tensors: the per-operation overhead of these small
-vectorised steps is several times lower). ``FORCE_TORCH`` selects torch on the
-CPU too; the tests check that both give the same result.
+One implementation for both array libraries: the steps are written once against
+a tiny namespace (:class:`_NumpyOps` / :class:`_TorchOps`). CPU float inputs run
+on numpy (its per-call overhead on these small arrays is several times lower
+than torch's); other devices run the same steps on torch tensors. ``FORCE_TORCH``
+selects torch on the CPU too; the tests check that both give the same result.
 """
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['pairwise_iou', 'overlap_pairs', 'overlap_pairs_numpy', 'check_inputs', 'sequential_rescore',
-           'sequential_rescore_numpy', 'use_numpy', 'EPS']
+__all__ = ['pairwise_iou', 'overlap_pairs', 'check_inputs', 'sequential_rescore', 'use_numpy', 'EPS']
 
 #: Use the torch path on CPU too (tests set it to check both paths; CUDA always uses it).
 FORCE_TORCH = False
@@ -44,12 +45,172 @@ FORCE_TORCH = False
 #: Floor applied to box widths/heights and IoU unions (degenerate-box guard).
 EPS = 1e-6
 
-# edge_fn(u, v, iou) -> (factor u->v, factor v->u, flag u->v or None, flag v->u or None), each (E,)
-EdgeFn = Callable[[Tensor, Tensor, Tensor], Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]]
+#: Horizontal bands per maximal vertical reach in the pair sweep (more bands: fewer
+#: candidates, more queries).
+_BANDS = 2
+
+
+class _NumpyOps:
+    """The few calls whose numpy and torch spellings differ (numpy side)."""
+    xp = np
+
+    @staticmethod
+    def nz(mask):
+        return mask.nonzero()[0]
+
+    @staticmethod
+    def take(a, idx):
+        return a.take(idx, axis=0)
+
+    @staticmethod
+    def zeros_bool(n, like):
+        return np.zeros(n, dtype=bool)
+
+    @staticmethod
+    def arange(n, like):
+        return np.arange(n)
+
+    @staticmethod
+    def cat(xs):
+        return np.concatenate(xs)
+
+    @staticmethod
+    def repeat(x, counts, total):
+        return np.repeat(x, counts)
+
+    @staticmethod
+    def cumsum(x):
+        return np.cumsum(x)
+
+    @staticmethod
+    def argsort(x):
+        return np.argsort(x, kind='stable')
+
+    @staticmethod
+    def clip0(x):
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def mul_at(a, idx, f):
+        np.multiply.at(a, idx, f)
+
+    @staticmethod
+    def isfinite_rows(a):
+        return np.isfinite(a).all(1)
+
+    @staticmethod
+    def lexsort_desc(score, idx):
+        """Order by score descending, then index ascending."""
+        return np.lexsort((idx, -score))
+
+    @staticmethod
+    def to_float(x, like):
+        return x.astype(like.dtype)
+
+    @staticmethod
+    def stack_cols(cols):
+        return np.stack(cols, 1)
+
+    @staticmethod
+    def to_int(x):
+        return x.astype(np.int64)
+
+    @staticmethod
+    def columns(b):
+        return np.ascontiguousarray(b.T)
+
+    @staticmethod
+    def take_cols(a, idx):
+        return a.take(idx, axis=1)
+
+
+class _TorchOps:
+    """Torch side of :class:`_NumpyOps` (any device)."""
+    xp = torch
+
+    @staticmethod
+    def nz(mask):
+        return mask.nonzero().squeeze(1)
+
+    @staticmethod
+    def take(a, idx):
+        return a.index_select(0, idx)
+
+    @staticmethod
+    def zeros_bool(n, like):
+        return torch.zeros(n, dtype=torch.bool, device=like.device)
+
+    @staticmethod
+    def arange(n, like):
+        return torch.arange(n, device=like.device)
+
+    @staticmethod
+    def cat(xs):
+        return torch.cat(xs)
+
+    @staticmethod
+    def repeat(x, counts, total):
+        return torch.repeat_interleave(x, counts, output_size=total)
+
+    @staticmethod
+    def cumsum(x):
+        return torch.cumsum(x, 0)
+
+    @staticmethod
+    def argsort(x):
+        return torch.sort(x, stable=True).indices
+
+    @staticmethod
+    def clip0(x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def mul_at(a, idx, f):
+        a.scatter_reduce_(0, idx, f, 'prod')
+
+    @staticmethod
+    def isfinite_rows(a):
+        return torch.isfinite(a).all(1)
+
+    @staticmethod
+    def lexsort_desc(score, idx):
+        by_idx = torch.sort(idx, stable=True).indices
+        return by_idx.index_select(0, torch.sort(score.index_select(0, by_idx), descending=True,
+                                                 stable=True).indices)
+
+    @staticmethod
+    def to_float(x, like):
+        return x.to(like.dtype)
+
+    @staticmethod
+    def stack_cols(cols):
+        return torch.stack(cols, 1)
+
+    @staticmethod
+    def to_int(x):
+        return x.long()
+
+    @staticmethod
+    def columns(b):
+        return b.t().contiguous()
+
+    @staticmethod
+    def take_cols(a, idx):
+        return a.index_select(1, idx)
+
+
+# edge_fn(ops, extras, u, v, iou) -> (E, 2) factors [u on v, v on u] and (E, 2) flags or None
+EdgeFn = Callable
+
+
+def use_numpy(*tensors: Tensor) -> bool:
+    """Whether the CPU/numpy path applies (CPU float32/float64 inputs, not forced to torch)."""
+    return not FORCE_TORCH and all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
+                                   for t in tensors)
 
 
 def pairwise_iou(a: Tensor, b: Tensor, legacy_offset: bool = False) -> Tensor:
-    """IoU of every box of ``a`` with every box of ``b``.
+    """IoU of every box of ``a`` with every box of ``b`` (dense; tests and small inputs).
 
     Args:
         a (Tensor): (M, 4) boxes (x1, y1, x2, y2).
@@ -69,7 +230,6 @@ def pairwise_iou(a: Tensor, b: Tensor, legacy_offset: bool = False) -> Tensor:
     inter = iw.mul_(ih)
     union = (area_a[:, None] + area_b[None, :]).sub_(inter)
     iou = inter / union
-    # empty or negative unions (degenerate boxes) never overlap anything
     return iou.masked_fill_(~(union > 0), 0.0)
 
 
@@ -98,145 +258,128 @@ def check_inputs(boxes: Tensor, scores: Tensor, **extra: Optional[Tensor]) -> No
                          'move all inputs to one device')
 
 
-def overlap_pairs(boxes: Tensor, min_thr: float, legacy_offset: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
-    """All unordered pairs of boxes whose IoU exceeds ``min_thr``, without an N x N matrix.
+def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=None, ops=None):
+    """All unordered pairs of boxes (of the same label) whose IoU exceeds ``min_thr``.
 
-    Candidates come from a sweep over boxes sorted by x1: the IoU of two boxes is at
-    most the 1-D IoU of their x-intervals, so IoU > t needs an x-overlap above
-    t / (1 + t) of the earlier box's width, i.e. ``x1_j < x2_i - w_i t / (1 + t)``.
-    The exact IoU is then computed on the candidates only.
+    No N x N matrix. IoU > t needs a 1-D IoU > t along each axis and, for the
+    smaller and the larger width (height), ``min > t max``. With i the box of
+    smaller x1 (the "anchor") and c = 1 / (1 + t) this gives
+    ``0 <= x1_j - x1_i < c w_i (1 - t^2)``, and vertically
+    ``-c (min(h_i / t, h_max) - t h_i) < y1_j - y1_i < c h_i (1 - t^2)``.
+    Boxes are sorted by (label, band of height ``c h_max / B``, x1) with B =
+    ``_BANDS``; an anchor's candidates are then one contiguous run in each of the
+    2B + 1 bands its vertical window can touch (all found with three
+    ``searchsorted`` calls), and the exact IoU is computed on the candidates only.
 
     Args:
-        boxes (Tensor): (N, 4) boxes (x1, y1, x2, y2) with finite coordinates.
+        boxes (ndarray | Tensor): (N, 4) finite boxes (x1, y1, x2, y2).
         min_thr (float): keep pairs with IoU > this (>= 0).
         legacy_offset (bool): see :func:`pairwise_iou`. Defaults to False.
+        labels (ndarray | Tensor, optional): (N,) int class ids; boxes of different
+            labels are never paired. Defaults to None (one class).
+        ops: :class:`_NumpyOps` or :class:`_TorchOps`; inferred from ``boxes``.
 
     Returns:
-        tuple[Tensor, Tensor, Tensor]: ``u`` (P,), ``v`` (P,) int64 box indices
-        (u != v, each unordered pair once) and their IoU (P,).
+        tuple: ``u`` (P,), ``v`` (P,) int64 box indices with u < v (each unordered
+        pair once) and their IoU (P,), as arrays of the input's kind.
     """
-    n = boxes.shape[0]
-    dev = boxes.device
-    x1s, order = torch.sort(boxes[:, 0], stable=True)
-    x1, y1, x2, y2 = boxes.index_select(0, order).t().contiguous()
-    t = max(float(min_thr), 0.0)
-    reach = x2 - (x2 - x1).clamp(min=0) * (t / (1.0 + t))
-    hi = torch.searchsorted(x1s, reach, side='left')
-    start = torch.arange(1, n + 1, device=dev)
-    count = (hi - start).clamp_(min=0)
-    total = int(count.sum())
-    if total == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        return empty, empty, boxes.new_zeros(0)
-    first = torch.repeat_interleave(torch.arange(n, device=dev), count, output_size=total)
-    # position of each candidate inside its run, shifted to the run's first partner
-    shift = start - (torch.cumsum(count, 0) - count)
-    second = torch.arange(total, device=dev) + shift.index_select(0, first)
-    off = 1.0 if legacy_offset else 0.0
-    area = (x2 - x1 + off) * (y2 - y1 + off)
-    x2f, x2s = x2.index_select(0, first), x2.index_select(0, second)
-    iw = (torch.minimum(x2f, x2s) - x1.index_select(0, second)).clamp_(min=0)  # x1 ascending
-    y1f, y1s = y1.index_select(0, first), y1.index_select(0, second)
-    y2f, y2s = y2.index_select(0, first), y2.index_select(0, second)
-    ih = (torch.minimum(y2f, y2s) - torch.maximum(y1f, y1s)).clamp_(min=0)
-    inter = iw.mul_(ih)
-    union = area.index_select(0, first).add_(area.index_select(0, second)).sub_(inter)
-    iou = inter.div_(union).masked_fill_(~(union > 0), 0.0)
-    m = (iou > min_thr).nonzero().squeeze(1)
-    return (order.index_select(0, first.index_select(0, m)),
-            order.index_select(0, second.index_select(0, m)), iou.index_select(0, m))
-
-
-def overlap_pairs_numpy(boxes: np.ndarray, min_thr: float, legacy_offset: bool = False):
-    """:func:`overlap_pairs` on a numpy (N, 4) array, with an extra pruning in y.
-
-    IoU > t also needs a y-overlap above t / (1 + t) of the heights, hence
-    |y1_i - y1_j| < h_max / (1 + t). Boxes are put into horizontal bands of that
-    height and sorted by (band, x1); a box's partners lie in its own band (sweep in x
-    as in :func:`overlap_pairs`) or in the next band with
-    x1_i - w_max / (1 + t) <= x1_j < x2_i - w_i t / (1 + t). Same outputs (as numpy
-    arrays, possibly in another order) with fewer candidates than the x-only sweep.
-    """
+    if ops is None:
+        ops = _TorchOps if isinstance(boxes, Tensor) else _NumpyOps
+    xp = ops.xp
     n = boxes.shape[0]
     t = max(float(min_thr), 0.0)
-    b = boxes.astype(np.float64)
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    w, h = np.maximum(x2 - x1, 0), np.maximum(y2 - y1, 0)
-    w_max, band_h = float(w.max()), float(h.max()) / (1.0 + t)
-    band = np.floor((y1 - y1.min()) / band_h) if band_h > 0 else np.zeros(n)
-    xs = x1 - x1.min()
-    span = float(xs.max()) + 2 * w_max + 1.0
+    c = 1.0 / (1.0 + t)
+    cols = ops.columns(boxes)
+    x1, y1, x2, y2 = _f64(ops, cols)
+    w, h = ops.clip0(x2 - x1), ops.clip0(y2 - y1)
+    h_max = float(h.max()) if n else 0.0
+    if n < 2 or not h_max > 0:
+        empty = ops.arange(0, boxes)
+        return empty, empty, boxes[:0, 0]
+    band_h = c * h_max / _BANDS
+    yrel = (y1 - float(y1.min())) / band_h
+    yband = xp.floor(yrel)
+    band = yband
+    if labels is not None:  # classes far apart in band space: never within reach
+        band = yband + ops.to_float(labels, yband) * (float(yband.max()) + 2 * _BANDS + 2)
+    xs = x1 - float(x1.min())
+    span = float(xs.max()) + 2.0 * float(w.max()) + 1.0
     key = band * span + xs
-    order = np.argsort(key, kind='stable')
-    key, band, xs = key[order], band[order], xs[order]
-    reach = band * span + (x2[order] - x1.min()) - w[order] * (t / (1.0 + t))
-    pos = np.arange(n)
-    # same band: partners after i in sorted order with x1_j < reach_i
-    count1 = np.maximum(np.searchsorted(key, reach, side='left') - (pos + 1), 0)
-    # next band: x1_j in [x1_i - w_max / (1 + t), reach_i)
-    lo2 = np.searchsorted(key, (band + 1) * span + xs - w_max / (1.0 + t), side='left')
-    count2 = np.maximum(np.searchsorted(key, reach + span, side='left') - lo2, 0)
-    starts = np.concatenate([pos + 1, lo2])
-    counts = np.concatenate([count1, count2])
+    order = ops.argsort(key)
+    key_s, band_s, xs_s = ops.take(key, order), ops.take(band, order), ops.take(xs, order)
+    yrel_s, h_s, yband_s = ops.take(yrel, order), ops.take(h, order), ops.take(yband, order)
+    shrink = 1.0 - t * t
+    reach = ops.take(w, order) * (c * shrink) + 1e-9 * span  # rounding margin: a superset
+    up = ((h_s / t).clip(max=h_max) if t > 0 else xp.ones_like(h_s) * h_max) - t * h_s
+    k_lo = xp.floor(yrel_s - (c / band_h) * up) - yband_s  # band offsets the window touches
+    k_hi = xp.floor(yrel_s + (c * shrink / band_h) * h_s) - yband_s
+    koff = ops.arange(2 * _BANDS + 1, boxes) - _BANDS
+    kf = ops.to_float(koff, key)[:, None]
+    base = (band_s[None, :] + kf) * span + xs_s[None, :]  # (2B + 1, N) window starts
+    hi = xp.searchsorted(key_s, (base + reach[None, :]).reshape(-1), side='left')
+    lo = xp.searchsorted(key_s, base.reshape(-1), side='left')
+    # bands above: x1_j > x1_i strictly (a tie pair in two bands is found once, from above)
+    lo_up = xp.searchsorted(key_s, base[:_BANDS].reshape(-1), side='right')
+    pos = ops.arange(n, boxes)
+    lo = ops.cat([lo_up, pos + 1, lo[(_BANDS + 1) * n:]])  # own band: partners after i
+    valid = ((k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)).reshape(-1)
+    counts = ops.clip0(hi - lo) * valid
     total = int(counts.sum())
     if total == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0, dtype=boxes.dtype)
-    run = np.repeat(np.arange(2 * n), counts)
-    first = run % n
-    second = np.arange(total) + (starts - (np.cumsum(counts) - counts)).take(run)
-    first, second = order.take(first), order.take(second)
-    bx = boxes
+        empty = ops.arange(0, boxes)
+        return empty, empty, boxes[:0, 0]
+    run = ops.repeat(ops.arange(counts.shape[0], boxes), counts, total)
+    first = ops.take(order, run % n)
+    second = ops.take(order, ops.arange(total, boxes) + ops.take(lo - (ops.cumsum(counts) - counts), run))
+    cf, cs = ops.take_cols(cols, first), ops.take_cols(cols, second)  # (4, C)
+    wh = ops.clip0(xp.minimum(cf[2:], cs[2:]) - xp.maximum(cf[:2], cs[:2]))
+    inter = wh[0] * wh[1]
     off = 1.0 if legacy_offset else 0.0
-    area = (bx[:, 2] - bx[:, 0] + off) * (bx[:, 3] - bx[:, 1] + off)
-    cx1, cy1, cx2, cy2 = (np.ascontiguousarray(bx[:, k]) for k in range(4))
-    iw = np.minimum(cx2.take(first), cx2.take(second)) - np.maximum(cx1.take(first), cx1.take(second))
-    ih = np.minimum(cy2.take(first), cy2.take(second)) - np.maximum(cy1.take(first), cy1.take(second))
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    union = area.take(first) + area.take(second) - inter
-    iou = np.zeros_like(inter)
-    np.divide(inter, union, out=iou, where=union > 0)
-    m = _nz(iou > min_thr)
-    return first.take(m), second.take(m), iou.take(m)
+    area = (cols[2] - cols[0] + off) * (cols[3] - cols[1] + off)
+    union = ops.take(area, first) + ops.take(area, second) - inter
+    m = ops.nz((inter > 0) & (inter > union * t))  # IoU > t (inter > 0: positive union)
+    first, second = ops.take(first, m), ops.take(second, m)
+    iou = ops.take(inter, m) / ops.take(union, m)
+    if t > 0:
+        m = ops.nz(iou > t)  # the same test after the division (rounding at the boundary)
+        first, second, iou = ops.take(first, m), ops.take(second, m), ops.take(iou, m)
+    return xp.minimum(first, second), xp.maximum(first, second), iou
 
 
-def sequential_rescore_numpy(boxes: np.ndarray, scores: np.ndarray, row_thr: np.ndarray, gate: np.ndarray,
-                             edge_fn: Optional[EdgeFn] = None, min_score: float = 0.0, max_num: int = -1,
-                             legacy_iou_offset: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-    """:func:`sequential_rescore` on numpy arrays (the CPU path): same arguments and results.
-
-    ``edge_fn`` receives and returns numpy arrays here.
-    """
-    cur = scores.copy()
-    with np.errstate(invalid='ignore'):
-        alive = np.isfinite(cur) & np.isfinite(boxes).all(1) & (cur >= min_score)
-    idx = _nz(alive)
-    if idx.size == 0:
-        return idx.astype(np.int64), cur[:0]
-    uniform_thr = bool((row_thr == row_thr[0]).all())
-    rescaling = bool(gate.any()) and edge_fn is not None
-    u, v, iou = overlap_pairs_numpy(boxes[idx], float(row_thr[idx].min()), legacy_iou_offset)
-    uv = np.stack([idx[u], idx[v]], 1)
-    attr, has_flags = None, False
-    if rescaling:
-        f_uv, f_vu, g_uv, g_vu = edge_fn(uv[:, 0], uv[:, 1], iou)
-        has_flags = g_uv is not None
-        attr = np.stack([f_uv, f_vu] + ([g_uv, g_vu] if has_flags else []), 1).astype(cur.dtype)
-    keep, final = _rounds_numpy(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags,
-                                float(min_score))
-    order = np.lexsort((keep, -final))  # final score descending, ties by lowest index
-    keep, final = keep[order], final[order]
-    if max_num is not None and max_num > 0:
-        keep, final = keep[:max_num], final[:max_num]
-    return keep.astype(np.int64), final
+def _f64(ops, cols):
+    """The four coordinate rows in float64 (the sweep keys need the precision)."""
+    c = cols.astype(np.float64) if ops is _NumpyOps else cols.double()
+    return c[0], c[1], c[2], c[3]
 
 
-def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Tensor,
-                       edge_fn: Optional[EdgeFn] = None, min_score: float = 0.0, max_num: int = -1,
-                       legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
+def _initial_alive(ops, cur, boxes, min_score, labels, keep_first_pick):
+    """Finite candidates at or above ``min_score`` (plus each class's first pick)."""
+    xp = ops.xp
+    finite = xp.isfinite(cur) & ops.isfinite_rows(boxes)
+    alive = finite & (cur >= min_score)
+    if keep_first_pick and bool((finite & ~alive).any()):
+        # the official loop drops candidates only after a pick: a class whose best box
+        # scores below min_score still outputs that box
+        idx = ops.nz(finite)
+        order = ops.take(idx, ops.lexsort_desc(ops.take(cur, idx), idx))
+        if labels is None:
+            first = order[:1]
+        else:
+            by_lab = ops.take(order, ops.argsort(ops.take(labels, order)))  # stable: best first per class
+            lab_s = ops.take(labels, by_lab)
+            starts = ops.nz(lab_s[1:] != lab_s[:-1]) + 1
+            first = ops.take(by_lab, ops.cat([starts[:1] * 0, starts]))
+        alive[first] = True
+    return alive
+
+
+def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tensor], gate,
+                       edge_fn: Optional[EdgeFn] = None, extras: Optional[Dict[str, Tensor]] = None,
+                       min_score: float = 0.0, max_num: int = -1, legacy_iou_offset: bool = False,
+                       labels: Optional[Tensor] = None, keep_first_pick: bool = True) -> Tuple[Tensor, Tensor]:
     """Run the pick-and-rescore loop in rounds (see the module docstring).
 
-    When box i is picked it acts on every remaining box j with
+    When box i is picked it acts on every remaining box j of its label with
     IoU(b_i, b_j) > ``row_thr[i]``: if ``gate[i]`` and i is not flagged, j's score
     is multiplied by the pair factor of ``edge_fn`` (and j is flagged where the
     pair's flag is set); otherwise j's score is zeroed (greedy suppression).
@@ -244,17 +387,28 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Ten
     Args:
         boxes (Tensor): (N, 4) boxes (x1, y1, x2, y2).
         scores (Tensor): (N,) initial scores.
-        row_thr (Tensor): (N,) per-box IoU threshold of the picked box.
-        gate (Tensor): (N,) bool, which boxes rescale instead of suppressing.
-        edge_fn (callable, optional): ``edge_fn(u, v, iou)`` for E overlapping pairs
-            given as (E,) index arrays and their (E,) IoU -- torch tensors, or numpy
-            arrays on the CPU path; returns, of the same kind, the factors of u acting
-            on v and of v acting on u, (E,) each, and the matching (E,) bool flag masks
-            (or None for no flags). Only called when some ``gate`` is set.
+        row_thr (float | Tensor): IoU threshold of the picked box, one for all or
+            (N,) per box.
+        gate (bool | Tensor | callable): which boxes rescale instead of suppressing:
+            one bool for all, a (N,) bool tensor, or ``gate(ops, extras)`` returning
+            the (N,) bool array on the path's arrays.
+        edge_fn (callable, optional): ``edge_fn(ops, extras, u, v, iou)`` for E
+            overlapping pairs given as (E,) index arrays and their (E,) IoU, with
+            ``extras`` converted to the arrays of the path (numpy or torch);
+            returns the (E, 2) factors [u acting on v, v acting on u] and the
+            matching (E, 2) bool flags (or None for no flags). Only called when
+            some ``gate`` is set.
+        extras (dict[str, Tensor], optional): per-box tensors ``edge_fn`` needs.
         min_score (float): candidates whose score falls below it are dropped. Defaults to 0.
         max_num (int): keep at most this many (highest final score); <= 0 keeps all.
             Defaults to -1.
         legacy_iou_offset (bool): see :func:`pairwise_iou`. Defaults to False.
+        labels (Tensor, optional): (N,) int class ids; classes never interact (all
+            classes in one pass). Defaults to None (one class).
+        keep_first_pick (bool): the first pick of each class is kept even when it
+            scores below ``min_score`` (the official loop drops candidates only after
+            a pick). False drops every candidate below ``min_score`` up front.
+            Defaults to True.
 
     Returns:
         tuple[Tensor, Tensor]: ``keep`` (K,) int64 indices into ``boxes`` and their
@@ -268,146 +422,99 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Tensor, gate: Ten
         be blocked itself, or the higher one is never rescaled and is picked first.
     """
     device = boxes.device
-    if use_numpy(boxes, scores):
-        keep, final = sequential_rescore_numpy(boxes.numpy(), scores.numpy(), row_thr.numpy(), gate.numpy(),
-                                               edge_fn, min_score, max_num, legacy_iou_offset)
-        return torch.from_numpy(keep), torch.from_numpy(final)
-    cur = scores.clone()
-    alive = torch.isfinite(cur) & torch.isfinite(boxes).all(1) & (cur >= min_score)
-    idx = alive.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return idx, scores.new_zeros(0)
-    thr_min = float(row_thr.index_select(0, idx).min())
-    uniform_thr = bool((row_thr == row_thr[0]).all())
-    rescaling = bool(gate.any()) and edge_fn is not None
-    u, v, iou = overlap_pairs(boxes.index_select(0, idx), thr_min, legacy_iou_offset)
-    uv = torch.stack([idx.index_select(0, u), idx.index_select(0, v)], 1)  # (E, 2)
-    attr, has_flags = None, False
-    if rescaling:
-        f_uv, f_vu, g_uv, g_vu = edge_fn(uv[:, 0], uv[:, 1], iou)
-        has_flags = g_uv is not None
-        cols = [f_uv, f_vu] + ([g_uv, g_vu] if has_flags else [])
-        attr = torch.stack([c.to(cur.dtype) for c in cols], 1)  # (E, 2 or 4) factors (and flags)
-    keep, final = _rounds_torch(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags, min_score)
-    # pick order == (final score desc, index asc): sort by index, then stable by score
-    by_idx = torch.sort(keep).indices
-    keep, final = keep.index_select(0, by_idx), final.index_select(0, by_idx)
-    order = torch.sort(final, descending=True, stable=True).indices
-    keep, final = keep.index_select(0, order), final.index_select(0, order)
+    numpy_path = use_numpy(boxes, scores)
+    ops = _NumpyOps if numpy_path else _TorchOps
+    xp = ops.xp
+
+    def arr(t):
+        return None if t is None else (t.detach().numpy() if numpy_path else t.detach())
+
+    b = arr(boxes)
+    cur = arr(scores).copy() if numpy_path else scores.detach().clone()
+    lab = arr(labels)
+    alive = _initial_alive(ops, cur, b, min_score, lab, keep_first_pick)
+    idx = ops.nz(alive)
+    if idx.shape[0] == 0:
+        keep = idx
+    else:
+        ex = {k: arr(t) for k, t in (extras or {}).items()}
+        uniform_thr = not isinstance(row_thr, Tensor)
+        thr = None if uniform_thr else arr(row_thr)
+        min_thr = float(row_thr) if uniform_thr else float(ops.take(thr, idx).min())
+        if callable(gate):
+            gate_a = gate(ops, ex)
+        elif isinstance(gate, Tensor):
+            gate_a = arr(gate).copy() if numpy_path else gate.clone()
+        else:
+            gate_a = ops.zeros_bool(cur.shape[0], cur) | bool(gate)
+        u, v, iou = overlap_pairs(ops.take(b, idx), min_thr, legacy_iou_offset,
+                                  None if lab is None else ops.take(lab, idx), ops)
+        u, v = ops.take(idx, u), ops.take(idx, v)
+        rescaling = edge_fn is not None and bool(gate_a.any())
+        cols = [ops.to_float(iou, cur)]
+        has_flags = False
+        if rescaling:
+            factors, flags = edge_fn(ops, ex, u, v, iou)
+            cols += [ops.to_float(factors[:, 0], cur), ops.to_float(factors[:, 1], cur)]
+            if flags is not None:
+                has_flags = True
+                cols += [ops.to_float(flags[:, 0], cur), ops.to_float(flags[:, 1], cur)]
+        attr = ops.stack_cols(cols)  # (E, 1, 3 or 5): iou, factors, flags
+        keep = _rounds(ops, cur, alive, u, v, attr, gate_a, thr,
+                       uniform_thr, rescaling, has_flags, float(min_score))
+    final = ops.take(cur, keep)
+    order = ops.lexsort_desc(final, keep)
+    keep, final = ops.take(keep, order), ops.take(final, order)
     if max_num is not None and max_num > 0:
         keep, final = keep[:max_num], final[:max_num]
-    return keep, final
+    if numpy_path:
+        return torch.from_numpy(keep.astype(np.int64, copy=False)), torch.from_numpy(final)
+    return keep.to(device), final
 
 
-def _nz(mask: np.ndarray) -> np.ndarray:
-    """Indices of the True entries of a 1-D mask (``np.flatnonzero`` without its wrapper)."""
-    return mask.nonzero()[0]
+def _rounds(ops, cur, alive, u, v, attr, active, row_thr, uniform_thr, rescaling, has_flags, min_score):
+    """The round loop; updates ``cur`` in place and returns the picked indices (any order).
 
-
-def use_numpy(*tensors: Tensor) -> bool:
-    """Whether the CPU/numpy path applies (CPU float32/float64 inputs, not forced to torch)."""
-    return not FORCE_TORCH and all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
-                                   for t in tensors)
-
-
-def _rounds_torch(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags, min_score):
-    """The round loop on torch tensors (any device); returns picked indices and scores."""
-    device = cur.device
+    ``u < v`` index each overlapping pair; ``attr`` (E, C) holds per pair its IoU,
+    the two factors and the two flags. ``active`` = gate and not flagged.
+    """
+    xp = ops.xp
     n = cur.shape[0]
-    rescaling = attr is not None
-    flags = torch.zeros(n, dtype=torch.bool, device=device)
-    idx = alive.nonzero().squeeze(1)
-    rank = torch.zeros(n, dtype=torch.long, device=device)
-    picked, picked_scores = [], []
-    while idx.numel() > 0:
-        order = torch.sort(cur.index_select(0, idx), descending=True, stable=True).indices
-        rank.index_copy_(0, idx.index_select(0, order), torch.arange(idx.numel(), device=device))
-        u, v = uv[:, 0], uv[:, 1]
-        up = rank.index_select(0, u) < rank.index_select(0, v)
-        src = torch.where(up, u, v)
-        dst = torch.where(up, v, u)
-        sel = None
-        if not uniform_thr:  # Adaptive-NMS: an edge acts only above its source's threshold
-            sel = (iou > row_thr.index_select(0, src)).nonzero().squeeze(1)
-            src, dst, up = src.index_select(0, sel), dst.index_select(0, sel), up.index_select(0, sel)
-        blocked = torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, dst, True)
-        safe = alive & ~blocked
-        rows = safe.nonzero().squeeze(1)
-        picked.append(rows)
-        picked_scores.append(cur.index_select(0, rows))
-        alive &= blocked
-        if dst.numel() == 0:
+    ncol = attr.shape[1]
+    picked = []
+    while True:
+        if u.shape[0] == 0:
+            picked.append(ops.nz(alive))
             break
-        from_safe = safe.index_select(0, src).nonzero().squeeze(1)
-        s_src, s_dst = src.index_select(0, from_safe), dst.index_select(0, from_safe)
-        if rescaling:
-            e = from_safe if sel is None else sel.index_select(0, from_safe)
-            a = attr.index_select(0, e)
-            s_up = up.index_select(0, from_safe)
-            on = gate.index_select(0, s_src) & ~flags.index_select(0, s_src)
-            factor = torch.where(s_up, a[:, 0], a[:, 1])
-            factor = torch.where(on, factor, torch.zeros_like(factor))
-            cur.scatter_reduce_(0, s_dst, factor, 'prod')
-            if has_flags:
-                set_flag = on & (torch.where(s_up, a[:, 2], a[:, 3]) > 0)
-                flags.index_fill_(0, s_dst.index_select(0, set_flag.nonzero().squeeze(1)), True)
-        else:
-            cur.index_fill_(0, s_dst, 0.0)
-        alive &= cur >= min_score  # NaN compares False: dropped
-        idx = alive.nonzero().squeeze(1)
-        keep_edge = (alive.index_select(0, uv[:, 0]) & alive.index_select(0, uv[:, 1])).nonzero().squeeze(1)
-        uv, iou = uv.index_select(0, keep_edge), iou.index_select(0, keep_edge)
-        if rescaling:
-            attr = attr.index_select(0, keep_edge)
-    return torch.cat(picked), torch.cat(picked_scores)
-
-
-def _rounds_numpy(cur, alive, uv, iou, attr, gate, row_thr, uniform_thr, has_flags, min_score):
-    """:func:`_rounds_torch` on numpy arrays (CPU); same semantics, step by step."""
-    n = cur.shape[0]
-    cur = cur.copy()
-    alive = alive.copy()
-    flags = np.zeros(n, dtype=bool)
-    rank = np.zeros(n, dtype=np.int64)
-    idx = _nz(alive)
-    u, v = uv[:, 0], uv[:, 1]
-    picked, picked_scores = [], []
-    while idx.size:
-        order = np.argsort(-cur[idx], kind='stable')
-        rank[idx[order]] = np.arange(idx.size)
-        up = rank[u] < rank[v]
-        src = np.where(up, u, v)
-        dst = np.where(up, v, u)
-        sel = None
-        if not uniform_thr:
-            sel = _nz(iou > row_thr[src])
-            src, dst, up = src[sel], dst[sel], up[sel]
-        blocked = np.zeros(n, dtype=bool)
+        up = ops.take(cur, u) >= ops.take(cur, v)  # the lower index wins ties
+        src = xp.where(up, u, v)
+        dst = xp.where(up, v, u)
+        e = None
+        if not uniform_thr:  # Adaptive-NMS: an edge acts only above its source's threshold
+            e = ops.nz(attr[:, 0] > ops.take(row_thr, src))
+            src, dst, up = ops.take(src, e), ops.take(dst, e), ops.take(up, e)
+        blocked = ops.zeros_bool(n, cur)
         blocked[dst] = True
         safe = alive & ~blocked
-        rows = _nz(safe)
-        picked.append(rows)
-        picked_scores.append(cur[rows])
-        alive &= blocked
-        if not dst.size:
-            break
-        from_safe = _nz(safe[src])
-        s_src, s_dst = src[from_safe], dst[from_safe]
-        if attr is not None:
-            e = from_safe if sel is None else sel[from_safe]
-            a = attr[e]
-            s_up = up[from_safe]
-            on = gate[s_src] & ~flags[s_src]
-            factor = np.where(on, np.where(s_up, a[:, 0], a[:, 1]), 0).astype(cur.dtype)
-            np.multiply.at(cur, s_dst, factor)
+        picked.append(ops.nz(safe))
+        alive = alive & blocked
+        fs = ops.nz(ops.take(safe, src))
+        s_dst = ops.take(dst, fs)
+        if rescaling:
+            s_src = ops.take(src, fs)
+            e_fs = fs if e is None else ops.take(e, fs)
+            pos = e_fs * ncol + (2 - ops.to_int(ops.take(up, fs)))  # column 1: u on v, 2: v on u
+            flat = attr.reshape(-1)
+            on = ops.take(active, s_src)
+            factor = ops.take(flat, pos)
+            factor = xp.where(on, factor, xp.zeros_like(factor))
+            ops.mul_at(cur, s_dst, factor)
             if has_flags:
-                flags[s_dst[on & (np.where(s_up, a[:, 2], a[:, 3]) > 0)]] = True
-        else:
-            cur[s_dst] = 0
-        alive &= cur >= min_score
-        idx = _nz(alive)
-        keep_edge = _nz(alive[u] & alive[v])
-        u, v, iou = u[keep_edge], v[keep_edge], iou[keep_edge]
-        if attr is not None:
-            attr = attr[keep_edge]
-    return np.concatenate(picked), np.concatenate(picked_scores)
+                fl = ops.nz(on & (ops.take(flat, pos + 2) > 0))
+                active[ops.take(s_dst, fl)] = False
+            alive = alive & (cur >= min_score)  # NaN compares False: dropped
+        else:  # greedy suppression removes the box whatever min_score is
+            alive[s_dst] = False
+        ke = ops.nz(ops.take(alive, u) & ops.take(alive, v))
+        u, v, attr = ops.take(u, ke), ops.take(v, ke), ops.take(attr, ke)
+    return ops.cat(picked)

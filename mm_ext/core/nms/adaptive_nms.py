@@ -5,7 +5,7 @@
 NOH score of `NOH-NMS <https://arxiv.org/abs/2007.13376>`_ as the density d
 (spec ``noh-nms.md`` section 4.3); used for ablations.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,7 +21,9 @@ def adaptive_nms(boxes: Tensor,
                  iou_threshold: float = 0.5,
                  min_score: float = 0.01,
                  max_num: int = -1,
-                 legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
+                 legacy_iou_offset: bool = False,
+                 labels: Optional[Tensor] = None,
+                 keep_first_pick: bool = True) -> Tuple[Tensor, Tensor]:
     """Greedy NMS whose threshold adapts to the picked box's density.
 
     The picked box M = b_i suppresses (zeroes) every remaining b_j with
@@ -35,6 +37,11 @@ def adaptive_nms(boxes: Tensor,
         min_score (float): boxes below this score are dropped. Defaults to 0.01.
         max_num (int): keep at most this many; <= 0 keeps all. Defaults to -1.
         legacy_iou_offset (bool): official "+1 in the areas" IoU. Defaults to False.
+        labels (Tensor, optional): (N,) int class ids; boxes of different classes
+            never interact, all classes in one pass. Defaults to None (one class).
+        keep_first_pick (bool): keep the first pick (of each class) even when it
+            scores below ``min_score``, as the official loop, which drops candidates
+            only after a pick. Defaults to True.
 
     Returns:
         tuple[Tensor, Tensor]: kept indices (K,) int64 in pick order (score
@@ -42,11 +49,13 @@ def adaptive_nms(boxes: Tensor,
         A NaN density counts as 0 (threshold Nt).
     """
     check_inputs(boxes, scores, densities=densities)
+    if labels is not None:
+        check_inputs(boxes, scores, labels=labels)
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
-    dens = torch.nan_to_num(densities.to(boxes.dtype), nan=0.0)
+    dens = torch.nan_to_num(densities.detach().to(boxes.dtype), nan=0.0)
     row_thr = dens.clamp(min=float(iou_threshold))
 
-    gate = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
-    return sequential_rescore(boxes, scores, row_thr, gate, min_score=min_score,
-                              max_num=max_num, legacy_iou_offset=legacy_iou_offset)
+    return sequential_rescore(boxes, scores, row_thr, False, min_score=min_score, max_num=max_num,
+                              legacy_iou_offset=legacy_iou_offset, labels=labels,
+                              keep_first_pick=keep_first_pick)

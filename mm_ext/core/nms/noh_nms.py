@@ -4,13 +4,14 @@
 <https://arxiv.org/abs/2007.13376>`_ (ACM MM 2020); semantics as in the
 project spec ``noh-nms.md`` section 4.2.
 """
+from functools import partial
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._rounds import EPS, check_inputs, sequential_rescore, sequential_rescore_numpy, use_numpy
+from ._rounds import EPS, check_inputs, sequential_rescore
 
 __all__ = ['noh_nms']
 
@@ -25,7 +26,9 @@ def noh_nms(boxes: Tensor,
             flag_thr: float = 0.6,
             min_score: float = 0.01,
             max_num: int = -1,
-            legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
+            legacy_iou_offset: bool = False,
+            labels: Optional[Tensor] = None,
+            keep_first_pick: bool = True) -> Tuple[Tensor, Tensor]:
     """Nearby-Objects-Hallucination NMS (single class).
 
     Repeatedly pick the remaining box M = b_i with the highest current score.
@@ -52,10 +55,15 @@ def noh_nms(boxes: Tensor,
         noh_score_thr (float): NOH active when p > this. Defaults to 0.3.
         sigma (float): isotropic Gaussian std in the encoding space. Defaults to 0.2.
         flag_thr (float): w >= this flags the candidate. Defaults to 0.6.
-        min_score (float): drop candidates below this score (also initially).
-            Defaults to 0.01.
+        min_score (float): drop candidates whose score falls below this (initially
+            too, except the first pick, see ``keep_first_pick``). Defaults to 0.01.
         max_num (int): keep at most this many; <= 0 keeps all. Defaults to -1.
         legacy_iou_offset (bool): official "+1 in the areas" IoU. Defaults to False.
+        labels (Tensor, optional): (N,) int class ids; boxes of different classes
+            never interact, all classes in one pass. Defaults to None (one class).
+        keep_first_pick (bool): keep the first pick (of each class) even when it
+            scores below ``min_score``, as the official loop, which drops candidates
+            only after a pick. Defaults to True.
 
     Returns:
         tuple[Tensor, Tensor]:
@@ -70,71 +78,64 @@ def noh_nms(boxes: Tensor,
         A box with a NaN/inf score or coordinate is never kept; a NaN/inf NOH score
         or hallucinated box disables that box's NOH (it then suppresses greedily).
         Equals greedy NMS (``mmcv.ops.nms``) when no ``p`` exceeds ``noh_score_thr``.
-        Boxes scoring below ``min_score`` from the start are dropped too. Vectorised
-        (see :mod:`mm_ext.core.nms._rounds`): CUDA tensors stay on the device, CPU
-        float tensors run on numpy; the outputs are on the input device.
+        Boxes scoring below ``min_score`` from the start are dropped, except the
+        first pick (``keep_first_pick``; irrelevant after a score filter above
+        ``min_score``, e.g. mmdet's ``score_thr`` 0.05). Tensors that require grad
+        are accepted (the op is not differentiable; it reads detached values).
+        Vectorised (see :mod:`mm_ext.core.nms._rounds`): CUDA tensors stay on the
+        device, CPU float tensors run on numpy; the outputs are on the input device.
     """
     if (noh_scores is None) != (noh_boxes is None):
         raise ValueError('noh_scores and noh_boxes must be given together (or both None '
                          'for plain greedy NMS)')
     check_inputs(boxes, scores, noh_scores=noh_scores, noh_boxes=noh_boxes)
+    if labels is not None:
+        check_inputs(boxes, scores, labels=labels)
     if not sigma > 0:
         raise ValueError(f'sigma must be > 0 (Gaussian std of the NOH offset), got {sigma}')
     n = boxes.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
-    boxes = boxes.float() if not boxes.is_floating_point() else boxes
-    noh_boxes = boxes if noh_scores is None else noh_boxes.to(boxes.dtype)
-    inv_two_var = 1.0 / (2.0 * sigma * sigma)
-    if use_numpy(boxes, scores):  # CPU: the whole op on numpy arrays (lower per-op overhead)
-        b, o = boxes.numpy(), noh_boxes.numpy()
-        if noh_scores is None:
-            active = np.zeros(n, dtype=bool)
-        else:
-            with np.errstate(invalid='ignore'):
-                active = (noh_scores.numpy() > noh_score_thr) & np.isfinite(o).all(1)
-        edge_fn = _edge_fn(_box_terms(b, o, np), lambda a, i: a.take(i), np.exp, inv_two_var, flag_thr)
-        keep, final = sequential_rescore_numpy(b, scores.numpy(), np.full(n, iou_threshold, dtype=b.dtype),
-                                               active, edge_fn, min_score, max_num, legacy_iou_offset)
-        return torch.from_numpy(keep), torch.from_numpy(final)
+    boxes = boxes if boxes.is_floating_point() else boxes.float()
     if noh_scores is None:
-        active = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+        gate, extras = False, None
     else:
-        active = (noh_scores > noh_score_thr) & torch.isfinite(noh_boxes).all(1)
-    edge_fn = _edge_fn(_box_terms(boxes, noh_boxes, torch), lambda a, i: a.index_select(0, i), torch.exp,
-                       inv_two_var, flag_thr)
-    row_thr = torch.full((n,), float(iou_threshold), dtype=boxes.dtype, device=boxes.device)
-    return sequential_rescore(boxes, scores, row_thr, active, edge_fn, min_score=min_score,
-                              max_num=max_num, legacy_iou_offset=legacy_iou_offset)
+        gate = partial(_noh_gate, noh_score_thr)
+        extras = dict(boxes=boxes, noh_boxes=noh_boxes, noh_scores=noh_scores)
+    return sequential_rescore(boxes, scores, float(iou_threshold), gate,
+                              partial(_noh_edges, 1.0 / (2.0 * sigma * sigma), flag_thr), extras,
+                              min_score=min_score, max_num=max_num, legacy_iou_offset=legacy_iou_offset,
+                              labels=labels, keep_first_pick=keep_first_pick)
 
 
-def _box_terms(b, o, xp):
-    """Per-box terms of the NOH offset, for torch or numpy (N, 4) boxes ``b`` and hallucinated ``o``.
+def _noh_gate(noh_score_thr, ops, extras):
+    """NOH active: p > ``noh_score_thr`` and a finite hallucinated box (NaN p: inactive)."""
+    return (extras['noh_scores'] > noh_score_thr) & ops.isfinite_rows(extras['noh_boxes'])
 
-    The offset of candidate j from the hallucinated box of the picked box i, in i's frame, is
-    enc(b_i, b_j) - enc(b_i, o_i) = ((x1_j - ox1_i) / w_i, (y1_j - oy1_i) / h_i,
-    ln w_j - ln ow_i, ln h_j - ln oh_i); widths/heights are floored at ``EPS``.
+
+def _noh_edges(inv_two_var, flag_thr, ops, extras, u, v, iou):
+    """Gaussian NOH weights (and flags) of every overlapping pair, both ways.
+
+    The offset of candidate j from the hallucinated box o_i of the picked box i, in
+    i's frame, is enc(b_i, b_j) - enc(b_i, o_i) = ((x1_j - ox1_i) / w_i,
+    (y1_j - oy1_i) / h_i, ln w_j - ln ow_i, ln h_j - ln oh_i); widths/heights are
+    floored at ``EPS``. Returns (E, 2) weights [u on v, v on u] and the flags w >= flag_thr.
     """
-    floor = (lambda x: x.clamp(min=EPS)) if xp is torch else (lambda x: np.maximum(x, EPS))
-    w, h = floor(b[:, 2] - b[:, 0]), floor(b[:, 3] - b[:, 1])
-    contiguous = (lambda x: x.contiguous()) if xp is torch else np.ascontiguousarray
-    return dict(x1=contiguous(b[:, 0]), y1=contiguous(b[:, 1]), ox1=contiguous(o[:, 0]), oy1=contiguous(o[:, 1]),
-                inv_w=1.0 / w, inv_h=1.0 / h, log_w=xp.log(w), log_h=xp.log(h),
-                o_log_w=xp.log(floor(o[:, 2] - o[:, 0])), o_log_h=xp.log(floor(o[:, 3] - o[:, 1])))
+    xp = ops.xp
+    b, o = extras['boxes'], ops.to_float(extras['noh_boxes'], extras['boxes'])
+    wh = (b[:, 2:] - b[:, :2]).clip(min=EPS)
+    owh = (o[:, 2:] - o[:, :2]).clip(min=EPS)
+    cand = _cols(ops, b[:, :2], xp.log(wh))  # (N, 4)
+    hall = _cols(ops, o[:, :2], xp.log(owh))  # (N, 4)
+    scale = _cols(ops, 1.0 / wh, xp.ones_like(wh))  # (N, 4): 1/w, 1/h, 1, 1
+    e = u.shape[0]
+    src, dst = ops.cat([u, v]), ops.cat([v, u])
+    d = (ops.take(cand, dst) - ops.take(hall, src)) * ops.take(scale, src)
+    w = xp.exp((d * d).sum(1) * -inv_two_var)
+    weights = ops.stack_cols([w[:e], w[e:]])
+    return weights, weights >= flag_thr
 
 
-def _edge_fn(t, take, exp, inv_two_var, flag_thr):
-    """``edge_fn`` of :func:`sequential_rescore`: Gaussian weights (and flags) both ways per pair."""
-
-    def weight(src, dst):
-        dx = (take(t['x1'], dst) - take(t['ox1'], src)) * take(t['inv_w'], src)
-        dy = (take(t['y1'], dst) - take(t['oy1'], src)) * take(t['inv_h'], src)
-        dw = take(t['log_w'], dst) - take(t['o_log_w'], src)
-        dh = take(t['log_h'], dst) - take(t['o_log_h'], src)
-        return exp(-(dx * dx + dy * dy + dw * dw + dh * dh) * inv_two_var)
-
-    def edge_fn(u, v, iou):
-        w_uv, w_vu = weight(u, v), weight(v, u)
-        return w_uv, w_vu, w_uv >= flag_thr, w_vu >= flag_thr
-
-    return edge_fn
+def _cols(ops, a, b):
+    """(N, 2) and (N, 2) side by side -> (N, 4)."""
+    return ops.xp.concatenate([a, b], 1) if ops.xp is np else torch.cat([a, b], 1)

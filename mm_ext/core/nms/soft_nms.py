@@ -5,9 +5,9 @@
 ``noh-nms.md`` section 4.3): unlike ``mmcv.ops.soft_nms`` the Gaussian decay is
 applied only to boxes overlapping the picked box by more than Nt.
 """
-from typing import Tuple
+from functools import partial
+from typing import Optional, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,7 +23,9 @@ def thresholded_soft_nms(boxes: Tensor,
                          sigma: float = 0.5,
                          min_score: float = 0.01,
                          max_num: int = -1,
-                         legacy_iou_offset: bool = False) -> Tuple[Tensor, Tensor]:
+                         legacy_iou_offset: bool = False,
+                         labels: Optional[Tensor] = None,
+                         keep_first_pick: bool = True) -> Tuple[Tensor, Tensor]:
     """Soft-NMS whose decay acts only above ``iou_threshold``.
 
     The picked box b_i rescales every remaining b_j with IoU u > Nt by
@@ -38,6 +40,11 @@ def thresholded_soft_nms(boxes: Tensor,
         min_score (float): drop boxes below this score. Defaults to 0.01.
         max_num (int): keep at most this many; <= 0 keeps all. Defaults to -1.
         legacy_iou_offset (bool): official "+1 in the areas" IoU. Defaults to False.
+        labels (Tensor, optional): (N,) int class ids; boxes of different classes
+            never interact, all classes in one pass. Defaults to None (one class).
+        keep_first_pick (bool): keep the first pick (of each class) even when it
+            scores below ``min_score``, as the official loop, which drops candidates
+            only after a pick. Defaults to True.
 
     Returns:
         tuple[Tensor, Tensor]: kept indices (K,) int64 in pick order and their
@@ -48,16 +55,17 @@ def thresholded_soft_nms(boxes: Tensor,
     if method == 'gaussian' and not sigma > 0:
         raise ValueError(f'sigma must be > 0 for the Gaussian decay, got {sigma}')
     check_inputs(boxes, scores)
-    if boxes.shape[0] == 0:
+    if labels is not None:
+        check_inputs(boxes, scores, labels=labels)
+    n = boxes.shape[0]
+    if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
+    return sequential_rescore(boxes, scores, float(iou_threshold), True, partial(_soft_edges, method, sigma),
+                              min_score=min_score, max_num=max_num, legacy_iou_offset=legacy_iou_offset,
+                              labels=labels, keep_first_pick=keep_first_pick)
 
-    def edge_fn(u, v, iou):
-        exp = np.exp if isinstance(iou, np.ndarray) else torch.exp  # numpy on the CPU path
-        factor = 1.0 - iou if method == 'linear' else exp(-(iou * iou) / sigma)
-        return factor, factor, None, None
 
-    row_thr = torch.full((boxes.shape[0],), float(iou_threshold), dtype=boxes.dtype,
-                         device=boxes.device)
-    gate = torch.ones(boxes.shape[0], dtype=torch.bool, device=boxes.device)
-    return sequential_rescore(boxes, scores, row_thr, gate, edge_fn, min_score=min_score,
-                              max_num=max_num, legacy_iou_offset=legacy_iou_offset)
+def _soft_edges(method, sigma, ops, extras, u, v, iou):
+    """Soft-NMS decay of every overlapping pair (symmetric): (E, 2) factors, no flags."""
+    f = 1.0 - iou if method == 'linear' else ops.xp.exp(-(iou * iou) / sigma)
+    return ops.stack_cols([f, f]), None
