@@ -12,9 +12,10 @@ from .graft import (filter_coefficients, graft_state_dict, layer_coefficients, r
 from .invalid import invalid_filter_stats
 from .dgd import dgd_loss, dgd_teacher_logits
 from .lr import dlr_factors
+from .ring import ring_exchange
 
 __all__ = [
     'layer_entropy', 'graft_coefficient', 'structural_drivers', 'reference_drivers', 'conv_bn_pairs',
     'layer_coefficients', 'filter_coefficients', 'graft_state_dict', 'ring_graft', 'invalid_filter_stats',
-    'dgd_loss', 'dgd_teacher_logits', 'dlr_factors'
+    'dgd_loss', 'dgd_teacher_logits', 'dlr_factors', 'ring_exchange'
 ]
