@@ -1,15 +1,25 @@
 #!/usr/bin/env python
-"""Export a PFF-trained mmpretrain model as a physically pruned, standalone checkpoint.
+"""Export a PFF-trained mmpretrain model as physically pruned, deployable models.
 
     python tools/pff_prune.py CONFIG CHECKPOINT [--out PRUNED.pth] [--threshold 0.01]
+        [--form auto|dense|flat|gather|nchw] [--dead-blocks keep|exact_drop|shortcut] [--no-plain]
 
 Builds the model of CONFIG, loads CHECKPOINT, evaluates it, prunes it (fold the Filter
 Skeleton, drop stripes with |I| <= threshold, remove dead filters and the inputs they fed
-where no residual couples them, pick the fastest exact form per conv), checks its logits
-against the masked dense model on a test batch, evaluates it again, measures dense vs
-pruned wall-clock, writes the pruned checkpoint (temp file + rename; it loads into the
-same config's model without any training hook, e.g. with tools/test.py) and a per-layer
-stripe-survival heatmap PNG. The last line is ``PFF_SUMMARY {json}``.
+where no residual couples them and the dead channel is exactly zero downstream), checks
+the logits against the masked dense model, evaluates again, measures wall-clock and writes
+(each file to a temp name, then renamed):
+
+- ``OUT`` (stripe storage): ``PrunedConv2d`` layers whose form was chosen once here and is
+  stored; it holds the pruned architecture and loads into the CONFIG model (tools/test.py);
+- ``<out>_arch.pth`` and ``<out>_finetune.py``: the architecture record and a config that
+  builds the pruned model at construction (``model.pruned_arch``), so ``tools/train.py``
+  fine-tunes it (single process or DDP) with the optimiser on the pruned parameters;
+- ``<out>_plain.py``, ``<out>_plain.pth``, ``<out>_plain_backbone.pt`` (unless ``--no-plain``):
+  a plain torch model (ordinary ``nn.Conv2d``, channels removed, kernels cropped where whole
+  border stripes died) and a stock mmpretrain config that loads it without mm_ext;
+- a per-layer stripe-survival heatmap PNG.
+The last line is ``PFF_SUMMARY {json}``.
 """
 import argparse
 import copy
@@ -31,6 +41,13 @@ def parse_args(argv=None):
     p.add_argument('--out', help='pruned checkpoint path (default: <checkpoint stem>_pruned.pth next to it)')
     p.add_argument('--heatmap', help='stripe-survival PNG (default: <out stem>_stripes.png)')
     p.add_argument('--threshold', type=float, help='delta; default: the PFFHook threshold of the config, else 0.01')
+    p.add_argument('--form', default='auto', choices=['auto', 'dense', 'flat', 'gather', 'nchw'],
+                   help="stripe-storage form; 'auto' times every form per layer once, for the largest speed batch")
+    p.add_argument('--dead-blocks', default='keep', choices=['keep', 'exact_drop', 'shortcut'],
+                   help='residual blocks with a constant branch (spec decision 5); shortcut is inexact')
+    p.add_argument('--fold-bn', action='store_true',
+                   help='fold BNs into their convs in the stripe-storage export (inference only)')
+    p.add_argument('--no-plain', action='store_true', help='skip the plain torch / stock mmpretrain export')
     p.add_argument('--speed-batches', type=int, nargs='*', default=[1, 64])
     p.add_argument('--max-eval-batches', type=int, default=0, help='0 = the whole test set')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -121,8 +138,8 @@ def main(argv=None):
     from mmengine.runner import Runner, load_checkpoint
     from mmengine.utils import import_modules_from_strings
 
-    from mm_ext.core.pruning import (PrunedConv2d, count_params_flops, fold_filter_skeleton,
-                                     prune_filter_skeleton, stripe_masks)
+    from mm_ext.core.pruning import PrunedConv2d, choose_forms, count_params, count_params_flops, fold_batchnorm, \
+        fold_filter_skeleton, pruned_arch, stripe_masks
 
     if not os.path.isfile(args.config):
         raise SystemExit(f'pff_prune.py: config {args.config!r} not found')
@@ -136,9 +153,12 @@ def main(argv=None):
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     from mmpretrain.registry import MODELS
 
+    from mm_ext.mmpretrain.pff.export import write_plain_export
+
     delta = _threshold(cfg, args.threshold)
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(Path(args.checkpoint).stem + '_pruned.pth')
     heatmap = Path(args.heatmap) if args.heatmap else out.with_name(out.stem + '_stripes.png')
+    stem = out.with_suffix('')
 
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:  # the Runner merges the top-level preprocessor the same way
@@ -148,6 +168,8 @@ def main(argv=None):
         raise SystemExit(f'pff_prune.py: model type {type(model).__name__} is not a PFFImageClassifier; '
                          "set model.type='PFFImageClassifier' in the config")
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True, logger='silent')
+    if model.pff_arch is not None:
+        raise SystemExit(f'pff_prune.py: {args.checkpoint} is already pruned')
     model.eval()
     loader = Runner.build_dataloader(cfg.test_dataloader, seed=0)
     evaluator = Evaluator(cfg.test_evaluator)
@@ -162,22 +184,44 @@ def main(argv=None):
     acc_before = evaluate(model, loader, evaluator, args.max_eval_batches)
     dense = copy.deepcopy(model)
     fold_filter_skeleton(dense, delta)           # exact masked dense model (reference)
-    full = copy.deepcopy(model)
-    fold_filter_skeleton(full, 0.0)              # unpruned architecture, for the cost baseline
-    p0, f0 = count_params_flops(full.tensor_path(), example[:1])
-    del full
+    p0, f0 = count_params_flops(model.tensor_path(), example[:1])   # official count: skeletons included
+    p0_deploy = count_params(model.tensor_path())['deploy']
+    plain = None if args.no_plain else copy.deepcopy(model)
 
-    report = prune_filter_skeleton(model, example, delta, form='auto', root=model.tensor_path())
+    x_form = torch.randn(max(args.speed_batches or [2]), *inputs.shape[1:])  # forms chosen for the largest batch
+    report = model.prune(x_form, delta, form='dense' if args.fold_bn else args.form, dead_blocks=args.dead_blocks)
+    if args.fold_bn:
+        fold_batchnorm(model, root=model.tensor_path())
+        if args.form == 'auto':
+            choose_forms(model.tensor_path(), x_form)
+        else:
+            for m in model.modules():
+                if isinstance(m, PrunedConv2d):
+                    m.form = args.form
+        model.pff_arch = pruned_arch(model)
+    dropped = report.pop('__dropped_blocks__', {}).get('blocks', [])
     p1, f1 = count_params_flops(model.tensor_path(), example[:1])
+    p1_deploy = count_params(model.tensor_path())['deploy']
     with torch.no_grad():
         ref, got = dense(inputs, mode='tensor'), model(inputs, mode='tensor')
     max_err = float((ref - got).abs().max())
     agreement = float((ref.argmax(1) == got.argmax(1)).float().mean())
     tol = 1e-4 * max(1.0, float(ref.abs().max()))
-    if not max_err <= tol:
+    if args.dead_blocks != 'shortcut' and not max_err <= tol:
         raise SystemExit(f'pff_prune.py: pruned logits differ from the masked dense model by {max_err:.3g} '
                          f'(tolerance {tol:.3g}); please report this')
     acc_after = evaluate(model, loader, evaluator, args.max_eval_batches)
+
+    meta = dict(source_checkpoint=str(args.checkpoint), config=str(args.config), threshold=delta)
+    plain_files = None
+    plain_err = None
+    if plain is not None:
+        plain.prune(example, delta, form='plain', dead_blocks='keep' if args.dead_blocks == 'keep' else 'exact_drop')
+        with torch.no_grad():
+            plain_err = float((plain(inputs, mode='tensor') - ref).abs().max())
+        if not plain_err <= tol:
+            raise SystemExit(f'pff_prune.py: plain export differs from the masked dense model by {plain_err:.3g}')
+        plain_files = write_plain_export(plain, cfg, stem, inputs[:2], dict(meta, pff_form='plain'))
 
     speed = {}
     for b in args.speed_batches:
@@ -185,15 +229,19 @@ def main(argv=None):
         td = time_forward(dense.tensor_path(), x)
         tp = time_forward(model.tensor_path(), x)
         speed[b] = dict(dense_ms=td * 1e3, pruned_ms=tp * 1e3, speedup=td / tp)
+        if plain is not None:
+            tc = time_forward(plain.tensor_path(), x)
+            speed[b].update(plain_ms=tc * 1e3, plain_speedup=td / tc)
     forms = {}
     for m in model.modules():
         if isinstance(m, PrunedConv2d):
-            for f in m.choices.values():
-                forms[f] = forms.get(f, 0) + 1
+            forms[m.form] = forms.get(m.form, 0) + 1
 
     summary = dict(threshold=delta, acc_before=acc_before, acc_after=acc_after, params_before=p0, params_after=p1,
+                   params_before_deploy=p0_deploy, params_after_deploy=p1_deploy,
                    flops_before=f0, flops_after=f1, params_reduction=1 - p1 / p0, flops_reduction=1 - f1 / f0,
-                   max_abs_logit_diff=max_err, prediction_agreement=agreement, speed=speed, forms=forms,
+                   max_abs_logit_diff=max_err, plain_max_abs_logit_diff=plain_err, prediction_agreement=agreement,
+                   speed=speed, forms=forms, dead_blocks=args.dead_blocks, dropped_blocks=dropped,
                    filters_kept=sum(r['filters'][0] for r in report.values()),
                    filters_total=sum(r['filters'][1] for r in report.values()),
                    stripes_kept=sum(r['stripes'][0] for r in report.values()),
@@ -201,29 +249,52 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.pth', dir=out.parent)
     os.close(fd)
-    torch.save({'meta': dict(pff=summary, source_checkpoint=str(args.checkpoint), config=str(args.config)),
-                'state_dict': model.state_dict()}, tmp)
+    torch.save({'meta': dict(meta, pff=summary), 'state_dict': model.state_dict()}, tmp)
     os.replace(tmp, out)
+    arch_path = out.with_name(out.stem + '_arch.pth')
+    fd, tmp = tempfile.mkstemp(suffix='.pth', dir=out.parent)
+    os.close(fd)
+    torch.save(model.pff_arch, tmp)
+    os.replace(tmp, arch_path)
+    ft_path = out.with_name(out.stem + '_finetune.py')
+    fd, tmp = tempfile.mkstemp(suffix='.py', dir=out.parent)
+    with os.fdopen(fd, 'w') as f:
+        f.write(f"# Fine-tune the PFF-pruned model (written by tools/pff_prune.py): the pruned architecture is built\n"
+                f"# at construction from {arch_path.name}, so the optimiser (and DDP) hold the pruned parameters.\n"
+                f"_base_ = [{os.path.abspath(args.config)!r}]\n"
+                f"model = dict(pruned_arch='{{{{ fileDirname }}}}/{arch_path.name}')\n"
+                f"load_from = '{{{{ fileDirname }}}}/{out.name}'\n"
+                f"custom_hooks = []  # no skeleton left to regularise\n")
+    os.replace(tmp, ft_path)
 
-    # the written checkpoint must load into a freshly built model of the same config
+    # the written checkpoint must load into a freshly built model of the same config, and into one
+    # built from the arch record at construction
     fresh = MODELS.build(model_cfg)
     load_checkpoint(fresh, str(out), map_location='cpu', strict=True, logger='silent')
-    fresh.eval()
+    built = MODELS.build(dict(model_cfg, pruned_arch=str(arch_path)))
+    load_checkpoint(built, str(out), map_location='cpu', strict=True, logger='silent')
     with torch.no_grad():
-        reload_err = float((fresh(inputs, mode='tensor') - got).abs().max())
+        reload_err = max(float((m.eval()(inputs, mode='tensor') - got).abs().max()) for m in (fresh, built))
     summary['reload_max_abs_diff'] = reload_err
     save_heatmap(masks, heatmap)
 
     key = next(iter(acc_before))
     print(f'threshold {delta}: filters {summary["filters_kept"]}/{summary["filters_total"]}, '
-          f'stripes {summary["stripes_kept"]}/{summary["stripes_total"]}')
-    print(f'params {p0} -> {p1} (-{100 * (1 - p1 / p0):.2f}%), FLOPs {f0} -> {f1} (-{100 * (1 - f1 / f0):.2f}%)')
+          f'stripes {summary["stripes_kept"]}/{summary["stripes_total"]}, dropped blocks {len(dropped)}')
+    print(f'params (official count, skeletons included) {p0} -> {p1} (-{100 * (1 - p1 / p0):.2f}%); '
+          f'deployed weights {p0_deploy} -> {p1_deploy} (-{100 * (1 - p1_deploy / p0_deploy):.2f}%)')
+    print(f'FLOPs {f0} -> {f1} (-{100 * (1 - f1 / f0):.2f}%)')
     print(f'{key}: before {acc_before[key]:.2f} -> after {acc_after[key]:.2f}')
-    print(f'pruned vs masked dense: max |logit diff| {max_err:.2e}; reloaded checkpoint diff {reload_err:.2e}')
+    print(f'pruned vs masked dense: max |logit diff| {max_err:.2e}; plain export {plain_err}; '
+          f'reloaded checkpoint diff {reload_err:.2e}')
     for b, s in speed.items():
-        print(f'batch {b}: dense {s["dense_ms"]:.2f} ms, pruned {s["pruned_ms"]:.2f} ms, speed-up {s["speedup"]:.2f}x')
+        extra = f', plain {s["plain_ms"]:.2f} ms ({s["plain_speedup"]:.2f}x)' if 'plain_ms' in s else ''
+        print(f'batch {b}: dense {s["dense_ms"]:.2f} ms, pruned {s["pruned_ms"]:.2f} ms, speed-up {s["speedup"]:.2f}x'
+              + extra)
     print(f'forms chosen: {forms}')
-    print(f'wrote {out} and {heatmap}')
+    print(f'wrote {out}, {arch_path}, {ft_path}, {heatmap}')
+    if plain_files:
+        print('wrote plain export (stock mmpretrain): ' + ', '.join(str(p) for p in plain_files))
     print('PFF_SUMMARY ' + json.dumps(summary, default=float))
     return 0
 

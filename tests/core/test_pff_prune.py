@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from mm_ext.core.pruning import (CifarResNet, CifarVGG, DroppedBlock, FilterSkeletonConv2d, PrunedConv2d,
-                                 build_pruned_arch, count_params, count_params_flops, equip_filter_skeleton,
+                                 build_pruned_arch, count_params, count_params_flops, equip_filter_skeleton, fold_batchnorm,
                                  filter_skeleton_convs, fold_filter_skeleton, mask_bn_by_liveness, plain_conv,
                                  prune_filter_skeleton, pruned_arch, trace_channel_groups)
 
@@ -89,8 +89,9 @@ def test_dead_filter_with_nonzero_bn_output_is_kept():
         torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('form,dead_blocks', [('flat', 'keep'), ('plain', 'keep'), ('dense', 'exact_drop')])
-def test_pruned_arch_rebuilds_fresh_model_before_loading(form, dead_blocks):
+@pytest.mark.parametrize('form,dead_blocks,fold_bn', [('flat', 'keep', False), ('plain', 'keep', False),
+                                                      ('dense', 'exact_drop', False), ('gather', 'exact_drop', True)])
+def test_pruned_arch_rebuilds_fresh_model_before_loading(form, dead_blocks, fold_bn):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     net = _sparsify(_Classifier(CifarResNet(8, 8)), x)
@@ -101,6 +102,8 @@ def test_pruned_arch_rebuilds_fresh_model_before_loading(form, dead_blocks):
         net.body.layer2[0].conv1.filter_skeleton[:, 0, :] = 0  # top rows die: kernel 3x3 -> 1x3 in plain form
         net.body.layer2[0].conv1.filter_skeleton[:, 2, :] = 0
     prune_filter_skeleton(net, x, 0.01, form=form, dead_blocks=dead_blocks)
+    if fold_bn:
+        assert fold_batchnorm(net)
     if form == 'plain':
         assert net.body.layer2[0].conv1.kernel_size == (1, 3) and net.body.layer2[0].conv1.padding == (0, 1)
     arch = pruned_arch(net)
@@ -251,3 +254,18 @@ def test_count_params_flops_keeps_each_module_mode():
     net[1].eval()  # parent in train mode, child in eval mode
     count_params_flops(net, torch.randn(1, 3, 5, 5))
     assert net.training and not net[1].training
+
+
+@pytest.mark.parametrize('form', ['dense', 'flat', 'plain'])
+def test_fold_batchnorm_keeps_outputs_including_dead_residual_filters(form):
+    net, x = _dead_block_net()
+    with torch.no_grad():
+        net.body.layer3[0].conv2.filter_skeleton[::2] = 0  # residual-coupled conv: dead filters -> BN constants
+    ref = copy.deepcopy(net)
+    fold_filter_skeleton(ref, 0.01)
+    prune_filter_skeleton(net, x, 0.01, form=form, dead_blocks='exact_drop')
+    folded = fold_batchnorm(net)
+    assert 'body.layer3.0.bn2' in folded and isinstance(net.body.layer3[0].bn2, nn.Identity)
+    assert 'body.layer3.0.downsample.1' in folded
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-5)

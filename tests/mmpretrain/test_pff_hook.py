@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.registry import HOOKS, MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
-from mm_ext.core.pruning import FilterSkeletonConv2d, PrunedConv2d, prune_filter_skeleton  # noqa: E402
+from mm_ext.core.pruning import FilterSkeletonConv2d, PrunedConv2d  # noqa: E402
 
 
 def _model(backbone):
@@ -102,6 +102,11 @@ def test_hook_rejects_bad_config():
         HOOKS.build(dict(type='PFFHook', l1_mode='l2'))
 
 
+def test_hook_default_is_the_loss_term():
+    """Spec decision 1: the L1 term is a loss entry unless l1_mode='grad' is asked for."""
+    assert HOOKS.build(dict(type='PFFHook')).l1_mode == 'loss'
+
+
 def test_pruned_state_dict_loads_into_fresh_classifier():
     model = _model(dict(type='PFFCifarVGG', cfg=(4, 'M', 8)))
     with torch.no_grad():
@@ -113,11 +118,12 @@ def test_pruned_state_dict_loads_into_fresh_classifier():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         before = model(x, mode='tensor')
-    prune_filter_skeleton(model, x, 0.01, root=model.tensor_path())
+    model.prune(x, 0.01)
     assert model.backbone.features[0].out_channels == 3
     fresh = _model(dict(type='PFFCifarVGG', cfg=(4, 'M', 8)))
     from mmengine.runner.checkpoint import load_state_dict
-    load_state_dict(fresh, model.state_dict(), strict=True)
+    with pytest.warns(UserWarning, match='pruned_arch'):
+        load_state_dict(fresh, model.state_dict(), strict=True)
     fresh.eval()
     assert isinstance(fresh.backbone.features[4], PrunedConv2d)
     with torch.no_grad():

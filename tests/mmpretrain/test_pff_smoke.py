@@ -1,4 +1,5 @@
-"""digits-cifar: the quick PFF config trains through tools/train.py and exports through tools/pff_prune.py."""
+"""digits-cifar: the quick PFF config trains through tools/train.py, exports through tools/pff_prune.py at
+the config's fixed threshold, and the pruned model fine-tunes through tools/train.py."""
 import importlib.util
 import json
 
@@ -8,6 +9,7 @@ import torch
 pytest.importorskip('mmpretrain')
 
 CFG = 'configs/mmpretrain/pff/pff_vgg-w8_1xb64-20e_digits-cifar.py'
+DELTA = 0.05  # the config's PFFHook threshold, fixed in advance
 
 
 def _tool(repo_root, rel):
@@ -17,33 +19,48 @@ def _tool(repo_root, rel):
     return mod
 
 
+def _skeletons(path):
+    sd = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+    return {k: v for k, v in sd.items() if k.endswith('filter_skeleton')}
+
+
 @pytest.mark.slow
-def test_pff_digits_train_prune_export(repo_root, dataset, tmp_path, capsys, monkeypatch):
+def test_pff_digits_train_prune_export_finetune(repo_root, dataset, tmp_path, capsys, monkeypatch):
     root = dataset('digits-cifar')
     monkeypatch.chdir(repo_root)
     data = [f'{k}.dataset.data_root={root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     train = _tool(repo_root, 'tools/train.py')
-    assert train.main([CFG, '--work-dir', str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=1',
-                       'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
-                       'custom_hooks.0.log_interval_epochs=1', *data]) == 0
-    ckpt = tmp_path / 'epoch_1.pth'
-    assert ckpt.is_file()
+    work = tmp_path / 'train'
+    assert train.main([CFG, '--work-dir', str(work), '--cfg-options', 'train_cfg.val_interval=20',
+                       'default_hooks.checkpoint.interval=20', *data]) == 0
+    ckpt = work / 'epoch_20.pth'
+    fs = torch.cat([v.abs().flatten() for v in _skeletons(ckpt).values()])
+    # training sparsified the skeleton: at initialisation every |I| = 1 > delta
+    assert float((fs <= DELTA).float().mean()) > 0.2
     capsys.readouterr()
-    # export at the median |I|: about half of the stripes go, whatever one epoch learned; filters that
-    # die only now keep a non-zero BN output and must be kept, so the export must stay exact anyway
-    fs = [v.abs().flatten() for k, v in torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict'].items()
-          if k.endswith('filter_skeleton')]
-    delta = float(torch.cat(fs).median())
     prune = _tool(repo_root, 'tools/pff_prune.py')
     out = tmp_path / 'pruned.pth'
-    assert prune.main([CFG, str(ckpt), '--out', str(out), '--threshold', str(delta), '--speed-batches', '2',
-                       '--cfg-options', *data]) == 0
+    assert prune.main([CFG, str(ckpt), '--out', str(out), '--speed-batches', '2', '--cfg-options', *data]) == 0
     text = capsys.readouterr().out
     summary = json.loads(text.strip().splitlines()[-1].split('PFF_SUMMARY ', 1)[1])
+    assert summary['threshold'] == DELTA
     assert out.is_file() and (tmp_path / 'pruned_stripes.png').stat().st_size > 1000
-    assert summary['prediction_agreement'] == 1.0
-    assert summary['reload_max_abs_diff'] < 1e-5
-    assert summary['stripes_kept'] < 0.6 * summary['stripes_total']
+    assert summary['prediction_agreement'] == 1.0 and summary['reload_max_abs_diff'] < 1e-5
+    assert summary['plain_max_abs_logit_diff'] < 1e-3
+    assert summary['stripes_kept'] == int((fs > DELTA).sum())
     assert summary['flops_after'] < summary['flops_before']
-    logs = '\n'.join(p.read_text() for p in tmp_path.rglob('*.log'))
-    assert 'PFF epoch 1: stripes' in logs
+    for suffix in ('_arch.pth', '_finetune.py', '_plain.py', '_plain.pth', '_plain_backbone.pt'):
+        assert (tmp_path / f'pruned{suffix}').is_file(), suffix
+    logs = '\n'.join(p.read_text() for p in work.rglob('*.log'))
+    assert 'PFF epoch 10: stripes' in logs
+
+    # fine-tune the pruned model: built from the arch record at construction, weights from the export
+    ft = tmp_path / 'ft'
+    assert train.main([str(tmp_path / 'pruned_finetune.py'), '--work-dir', str(ft), '--cfg-options',
+                       'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
+                       *data]) == 0
+    before = torch.load(out, map_location='cpu', weights_only=False)['state_dict']
+    after = torch.load(ft / 'epoch_1.pth', map_location='cpu', weights_only=False)['state_dict']
+    stripe_keys = [k for k in before if k.endswith('stripe_weight')]
+    assert stripe_keys and all(after[k].shape == before[k].shape for k in stripe_keys)
+    assert all(not torch.equal(after[k], before[k]) for k in stripe_keys)

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .channel_graph import ChannelGroup, trace_channel_groups
+from .channel_graph import ChannelGroup, _LeafTracer, trace_channel_groups
 from .filter_skeleton_conv import FilterSkeletonConv2d, stripe_ineligibility
 from .pruned_conv import PrunedConv2d, choose_forms
 from .stripe_conv import StripeConv2d
@@ -21,7 +21,7 @@ from .surgery import _set_child
 
 __all__ = ['stripe_masks', 'fold_filter_skeleton', 'prune_filter_skeleton', 'reshape_to_state_dict',
            'count_params_flops', 'plain_conv', 'DroppedBlock', 'drop_dead_blocks', 'vanishing_dead_channels',
-           'pruned_arch', 'build_pruned_arch']
+           'pruned_arch', 'build_pruned_arch', 'fold_batchnorm']
 
 
 @torch.no_grad()
@@ -400,6 +400,8 @@ def pruned_arch(model: nn.Module) -> dict:
         elif isinstance(m, DroppedBlock):
             specs[name] = dict(kind='dropped_block', num_channels=m.const.numel(), exact=m.exact,
                                shortcut=m.shortcut is not None)
+        elif type(m) is nn.Identity and name:
+            specs[name] = dict(kind='identity')  # e.g. a BN folded into its conv (fold_batchnorm)
     return dict(version=ARCH_VERSION, modules=specs)
 
 
@@ -435,13 +437,17 @@ def build_pruned_arch(model: nn.Module, arch: dict, where: str = 'arch') -> int:
             raise ValueError(f'{where}: module {name!r} does not exist in the model built from the config; '
                              'was the arch written for another config?') from None
         kind = spec['kind']
-        ref = next(iter(m.parameters()), None) if kind != 'dropped_block' else None
+        ref = next(iter(m.parameters()), None) if kind not in ('dropped_block', 'identity') else None
         dd = dict(dtype=ref.dtype, device=ref.device) if ref is not None else {}
         if kind == 'dropped_block':
             if isinstance(m, DroppedBlock):
                 continue
             shortcut = getattr(m, 'downsample', None) if spec['shortcut'] else None
             new = DroppedBlock(shortcut, spec['num_channels'], exact=spec['exact'])
+        elif kind == 'identity':
+            if type(m) is nn.Identity:
+                continue
+            new = nn.Identity()
         elif kind == 'pruned_conv':
             new = PrunedConv2d(spec['in_channels'], spec['stripe_mask'], spec['stride'], spec['padding'],
                                bias=spec['bias'], form=spec['form'], **dd)
@@ -539,3 +545,53 @@ def count_params_flops(model: nn.Module, example_input: torch.Tensor, forward=No
         for h in handles:
             h.remove()
     return n_params, flops[0]
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module, root: Optional[nn.Module] = None) -> List[str]:
+    """Fold every BatchNorm that is the only consumer of a conv into that conv (inference only).
+
+    y = γ·(conv(x) + b − μ)/√(σ² + ε) + β becomes one conv with weight W·s and bias (b − μ)·s + β,
+    s = γ/√(σ² + ε), per output filter; the BN becomes ``nn.Identity``. Works for ``nn.Conv2d`` and
+    :class:`StripeConv2d` / :class:`PrunedConv2d` (each stored stripe row is scaled by its filter's s;
+    a residual-coupled conv that computes only live filters then outputs the dead filters' BN
+    constants through its bias). Uses running statistics: apply to an eval-mode model.
+
+    Args:
+        model (nn.Module): modified in place.
+        root (nn.Module, optional): fx-traceable image -> tensor module sharing ``model``'s
+            submodules (names relative to it equal names in ``model``). Defaults to ``model``.
+
+    Returns:
+        list[str]: names of the folded BNs.
+    """
+    root = model if root is None else root
+    graph = _LeafTracer().trace(root)
+    modules = dict(root.named_modules())
+    folded = []
+    for node in graph.nodes:
+        if node.op != 'call_module' or not isinstance(modules.get(node.target), _BN):
+            continue
+        src = node.args[0] if node.args else None
+        if getattr(src, 'op', None) != 'call_module' or len(src.users) != 1:
+            continue
+        conv = modules[src.target]
+        bn = modules[node.target]
+        if not isinstance(conv, (nn.Conv2d, StripeConv2d)) or bn.running_mean is None or \
+                sum(1 for n in graph.nodes if n.op == 'call_module' and n.target == node.target) != 1:
+            continue
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.weight is not None else \
+            1 / torch.sqrt(bn.running_var + bn.eps)
+        beta = bn.bias if bn.bias is not None else torch.zeros_like(s)
+        b = conv.bias if conv.bias is not None else torch.zeros_like(s)
+        new_bias = (b - bn.running_mean) * s + beta
+        if isinstance(conv, StripeConv2d):
+            filt = conv.stripe_mask.permute(1, 2, 0).nonzero()[:, 2]
+            conv.stripe_weight.mul_(s[filt].unsqueeze(1).to(conv.stripe_weight.dtype))
+        else:
+            conv.weight.mul_(s.view(-1, 1, 1, 1).to(conv.weight.dtype))
+        conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype if isinstance(conv, nn.Conv2d)
+                                             else conv.stripe_weight.dtype).clone())
+        _set_child(model, node.target, nn.Identity())
+        folded.append(node.target)
+    return folded

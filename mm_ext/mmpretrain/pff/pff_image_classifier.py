@@ -9,7 +9,8 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
 from mm_ext._registry import register
-from mm_ext.core.pruning import build_pruned_arch, equip_filter_skeleton, filter_skeleton_convs, fs_l1_penalty
+from mm_ext.core.pruning import (build_pruned_arch, equip_filter_skeleton, filter_skeleton_convs, fs_l1_penalty,
+                                 prune_filter_skeleton, pruned_arch)
 
 
 def load_pruned_arch(path: str) -> dict:
@@ -93,6 +94,21 @@ class PFFImageClassifier(ImageClassifier):
     def tensor_path(self) -> nn.Module:
         """The fx-traceable image -> logits module sharing this model's submodules."""
         return _TensorPath(self.backbone, self.neck, self.head)
+
+    @torch.no_grad()
+    def prune(self, example_input: torch.Tensor, threshold: float, form: str = 'dense',
+              dead_blocks: str = 'keep') -> dict:
+        """Physically prune in place (:func:`~mm_ext.core.pruning.prune_filter_skeleton` on the
+        image -> logits path) and record the pruned architecture (saved in the state dict).
+
+        Returns:
+            dict: the per-conv report of ``prune_filter_skeleton``.
+        """
+        report = prune_filter_skeleton(self, example_input, threshold, form=form, root=self.tensor_path(),
+                                       dead_blocks=dead_blocks)
+        self.pff_arch = pruned_arch(self)
+        self.fs_names = [n for n, _ in filter_skeleton_convs(self)]
+        return report
 
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
         losses = super().loss(inputs, data_samples)
