@@ -31,6 +31,7 @@ on numpy (its per-call overhead on these small arrays is several times lower
 than torch's); other devices run the same steps on torch tensors. ``FORCE_TORCH``
 selects torch on the CPU too; the tests check that both give the same result.
 """
+from functools import partial
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -199,7 +200,7 @@ class _TorchOps:
         return a.index_select(1, idx)
 
 
-# edge_fn(ops, extras, u, v, iou) -> (E, 2) factors [u on v, v on u] and (E, 2) flags or None
+# edge_fn(ops, extras, src, dst, iou) -> (E,) factors of src on dst and (E,) flags or None
 EdgeFn = Callable
 
 
@@ -392,12 +393,12 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
         gate (bool | Tensor | callable): which boxes rescale instead of suppressing:
             one bool for all, a (N,) bool tensor, or ``gate(ops, extras)`` returning
             the (N,) bool array on the path's arrays.
-        edge_fn (callable, optional): ``edge_fn(ops, extras, u, v, iou)`` for E
-            overlapping pairs given as (E,) index arrays and their (E,) IoU, with
-            ``extras`` converted to the arrays of the path (numpy or torch);
-            returns the (E, 2) factors [u acting on v, v acting on u] and the
-            matching (E, 2) bool flags (or None for no flags). Only called when
-            some ``gate`` is set.
+        edge_fn (callable, optional): ``edge_fn(ops, extras, src, dst, iou)`` for
+            E pairs in which the picked box ``src`` (E,) acts on ``dst`` (E,) with IoU
+            ``iou`` (E,), with ``extras`` converted to the arrays of the path (numpy or
+            torch); returns the (E,) factors and the (E,) bool flags (or None for no
+            flags). Called only for pairs whose source has its gate set (and is not
+            flagged), once per pair.
         extras (dict[str, Tensor], optional): per-box tensors ``edge_fn`` needs.
         min_score (float): candidates whose score falls below it are dropped. Defaults to 0.
         max_num (int): keep at most this many (highest final score); <= 0 keeps all.
@@ -451,17 +452,9 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
                                   None if lab is None else ops.take(lab, idx), ops)
         u, v = ops.take(idx, u), ops.take(idx, v)
         rescaling = edge_fn is not None and bool(gate_a.any())
-        cols = [ops.to_float(iou, cur)]
-        has_flags = False
-        if rescaling:
-            factors, flags = edge_fn(ops, ex, u, v, iou)
-            cols += [ops.to_float(factors[:, 0], cur), ops.to_float(factors[:, 1], cur)]
-            if flags is not None:
-                has_flags = True
-                cols += [ops.to_float(flags[:, 0], cur), ops.to_float(flags[:, 1], cur)]
-        attr = ops.stack_cols(cols)  # (E, 1, 3 or 5): iou, factors, flags
-        keep = _rounds(ops, cur, alive, u, v, attr, gate_a, thr,
-                       uniform_thr, rescaling, has_flags, float(min_score))
+        edges = partial(edge_fn, ops, ex) if rescaling else None
+        keep = _rounds(ops, cur, alive, u, v, ops.to_float(iou, cur), gate_a, thr, uniform_thr, edges,
+                       float(min_score))
     final = ops.take(cur, keep)
     order = ops.lexsort_desc(final, keep)
     keep, final = ops.take(keep, order), ops.take(final, order)
@@ -472,15 +465,16 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
     return keep.to(device), final
 
 
-def _rounds(ops, cur, alive, u, v, attr, active, row_thr, uniform_thr, rescaling, has_flags, min_score):
+def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min_score):
     """The round loop; updates ``cur`` in place and returns the picked indices (any order).
 
-    ``u < v`` index each overlapping pair; ``attr`` (E, C) holds per pair its IoU,
-    the two factors and the two flags. ``active`` = gate and not flagged.
+    ``u < v`` index each overlapping pair, ``iou`` is its IoU; ``active`` = gate and
+    not flagged. ``edges(src, dst, iou)`` gives the factors (and flags) of the pairs
+    applied in a round, only for those (each pair is applied at most once), or is
+    None for greedy suppression.
     """
     xp = ops.xp
     n = cur.shape[0]
-    ncol = attr.shape[1]
     picked = []
     while True:
         if u.shape[0] == 0:
@@ -491,8 +485,8 @@ def _rounds(ops, cur, alive, u, v, attr, active, row_thr, uniform_thr, rescaling
         dst = xp.where(up, v, u)
         e = None
         if not uniform_thr:  # Adaptive-NMS: an edge acts only above its source's threshold
-            e = ops.nz(attr[:, 0] > ops.take(row_thr, src))
-            src, dst, up = ops.take(src, e), ops.take(dst, e), ops.take(up, e)
+            e = ops.nz(iou > ops.take(row_thr, src))
+            src, dst = ops.take(src, e), ops.take(dst, e)
         blocked = ops.zeros_bool(n, cur)
         blocked[dst] = True
         safe = alive & ~blocked
@@ -500,21 +494,20 @@ def _rounds(ops, cur, alive, u, v, attr, active, row_thr, uniform_thr, rescaling
         alive = alive & blocked
         fs = ops.nz(ops.take(safe, src))
         s_dst = ops.take(dst, fs)
-        if rescaling:
-            s_src = ops.take(src, fs)
-            e_fs = fs if e is None else ops.take(e, fs)
-            pos = e_fs * ncol + (2 - ops.to_int(ops.take(up, fs)))  # column 1: u on v, 2: v on u
-            flat = attr.reshape(-1)
-            on = ops.take(active, s_src)
-            factor = ops.take(flat, pos)
-            factor = xp.where(on, factor, xp.zeros_like(factor))
-            ops.mul_at(cur, s_dst, factor)
-            if has_flags:
-                fl = ops.nz(on & (ops.take(flat, pos + 2) > 0))
-                active[ops.take(s_dst, fl)] = False
-            alive = alive & (cur >= min_score)  # NaN compares False: dropped
-        else:  # greedy suppression removes the box whatever min_score is
+        if edges is None:  # greedy suppression removes the box whatever min_score is
             alive[s_dst] = False
+        else:
+            s_src = ops.take(src, fs)
+            on = ops.take(active, s_src)
+            cur[s_dst[~on]] = 0  # a box without (or with a spent) NOH suppresses greedily
+            sel = ops.nz(on)
+            a_src, a_dst = ops.take(s_src, sel), ops.take(s_dst, sel)
+            a_iou = ops.take(iou, ops.take(fs if e is None else ops.take(e, fs), sel))
+            factor, flag = edges(a_src, a_dst, a_iou)
+            ops.mul_at(cur, a_dst, ops.to_float(factor, cur))
+            if flag is not None:
+                active[a_dst[flag]] = False
+            alive = alive & (cur >= min_score)  # NaN compares False: dropped
         ke = ops.nz(ops.take(alive, u) & ops.take(alive, v))
-        u, v, attr = ops.take(u, ke), ops.take(v, ke), ops.take(attr, ke)
+        u, v, iou = ops.take(u, ke), ops.take(v, ke), ops.take(iou, ke)
     return ops.cat(picked)

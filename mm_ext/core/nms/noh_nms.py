@@ -113,27 +113,27 @@ def _noh_gate(noh_score_thr, ops, extras):
     return (extras['noh_scores'] > noh_score_thr) & ops.isfinite_rows(extras['noh_boxes'])
 
 
-def _noh_edges(inv_two_var, flag_thr, ops, extras, u, v, iou):
-    """Gaussian NOH weights (and flags) of every overlapping pair, both ways.
+def _noh_edges(inv_two_var, flag_thr, ops, extras, src, dst, iou):
+    """Gaussian NOH weight (and flag) of each picked box ``src`` on a candidate ``dst``.
 
     The offset of candidate j from the hallucinated box o_i of the picked box i, in
     i's frame, is enc(b_i, b_j) - enc(b_i, o_i) = ((x1_j - ox1_i) / w_i,
     (y1_j - oy1_i) / h_i, ln w_j - ln ow_i, ln h_j - ln oh_i); widths/heights are
-    floored at ``EPS``. Returns (E, 2) weights [u on v, v on u] and the flags w >= flag_thr.
+    floored at ``EPS``. Returns (E,) weights and the flags w >= flag_thr.
     """
     xp = ops.xp
-    b, o = extras['boxes'], ops.to_float(extras['noh_boxes'], extras['boxes'])
-    wh = (b[:, 2:] - b[:, :2]).clip(min=EPS)
-    owh = (o[:, 2:] - o[:, :2]).clip(min=EPS)
-    cand = _cols(ops, b[:, :2], xp.log(wh))  # (N, 4)
-    hall = _cols(ops, o[:, :2], xp.log(owh))  # (N, 4)
-    scale = _cols(ops, 1.0 / wh, xp.ones_like(wh))  # (N, 4): 1/w, 1/h, 1, 1
-    e = u.shape[0]
-    src, dst = ops.cat([u, v]), ops.cat([v, u])
+    terms = extras.get('_terms')
+    if terms is None:  # per-box terms, once per call of the op
+        b, o = extras['boxes'], ops.to_float(extras['noh_boxes'], extras['boxes'])
+        wh = (b[:, 2:] - b[:, :2]).clip(min=EPS)
+        owh = (o[:, 2:] - o[:, :2]).clip(min=EPS)
+        terms = extras['_terms'] = (_cols(ops, b[:, :2], xp.log(wh)),  # candidate: x1, y1, ln w, ln h
+                                    _cols(ops, o[:, :2], xp.log(owh)),  # hallucinated box, same terms
+                                    _cols(ops, 1.0 / wh, xp.ones_like(wh)))  # 1 / w, 1 / h, 1, 1
+    cand, hall, scale = terms
     d = (ops.take(cand, dst) - ops.take(hall, src)) * ops.take(scale, src)
     w = xp.exp((d * d).sum(1) * -inv_two_var)
-    weights = ops.stack_cols([w[:e], w[e:]])
-    return weights, weights >= flag_thr
+    return w, w >= flag_thr
 
 
 def _cols(ops, a, b):

@@ -65,7 +65,6 @@ def thresholded_soft_nms(boxes: Tensor,
                               labels=labels, keep_first_pick=keep_first_pick)
 
 
-def _soft_edges(method, sigma, ops, extras, u, v, iou):
-    """Soft-NMS decay of every overlapping pair (symmetric): (E, 2) factors, no flags."""
-    f = 1.0 - iou if method == 'linear' else ops.xp.exp(-(iou * iou) / sigma)
-    return ops.stack_cols([f, f]), None
+def _soft_edges(method, sigma, ops, extras, src, dst, iou):
+    """Soft-NMS decay of each picked box on a candidate: (E,) factors, no flags."""
+    return (1.0 - iou if method == 'linear' else ops.xp.exp(-(iou * iou) / sigma)), None
