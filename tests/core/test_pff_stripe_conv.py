@@ -168,3 +168,19 @@ def test_stripe_conv_rejects_wrong_channels():
     sc = StripeConv2d.from_dense(weight, mask, b, 1, 1)
     with pytest.raises(ValueError, match='expected input'):
         sc(x[:, :3])
+
+
+@pytest.mark.parametrize('form', PrunedConv2d.FORMS)
+def test_every_form_trains_like_the_masked_conv(form):
+    """Fine-tuning: gradients of stored stripes, bias and input equal those of the masked dense conv."""
+    x, weight, mask, b = _case(3, 2, 7, 7)
+    mask[4] = False  # a dead filter: its output is the bias
+    pc = PrunedConv2d.from_dense(weight, mask, b, 2, 1, form=form)
+    x1 = x.clone().requires_grad_()
+    pc(x1).square().sum().backward()
+    x2 = x.clone().requires_grad_()
+    w2, b2 = weight.clone().requires_grad_(), b.clone().requires_grad_()
+    masked_conv2d(x2, w2, mask, b2, 2, 1).square().sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(pc.bias.grad, b2.grad)
+    torch.testing.assert_close(pc.stripe_weight.grad, StripeConv2d._gather_stripes(w2.grad, mask))

@@ -49,16 +49,21 @@ def main():
     print(f"{'':22s} {'before':>12s} {'after':>12s} {'change':>9s}")
     print(f"{'test ' + key:22s} {s['acc_before'][key]:11.2f}% {s['acc_after'][key]:11.2f}% "
           f"{s['acc_after'][key] - s['acc_before'][key]:+8.2f}")
-    print(f"{'params':22s} {s['params_before']:12d} {s['params_after']:12d} {-100 * s['params_reduction']:+8.2f}%")
+    print(f"{'params (official)':22s} {s['params_before']:12d} {s['params_after']:12d} "
+          f"{-100 * s['params_reduction']:+8.2f}%")
+    print(f"{'params (deployed)':22s} {s['params_before_deploy']:12d} {s['params_after_deploy']:12d} "
+          f"{100 * (s['params_after_deploy'] / s['params_before_deploy'] - 1):+8.2f}%")
     print(f"{'FLOPs / image':22s} {s['flops_before']:12d} {s['flops_after']:12d} {-100 * s['flops_reduction']:+8.2f}%")
     print(f"{'stripes kept':22s} {s['stripes_total']:12d} {s['stripes_kept']:12d}")
     print(f"{'filters kept':22s} {s['filters_total']:12d} {s['filters_kept']:12d}")
     for b, v in s['speed'].items():
-        print(f"{'ms / batch ' + str(b):22s} {v['dense_ms']:12.2f} {v['pruned_ms']:12.2f} {v['speedup']:8.2f}x")
+        print(f"{'ms / batch ' + str(b):22s} {v['dense_ms']:12.2f} {v['pruned_ms']:12.2f} {v['speedup']:8.2f}x"
+              + (f"  (plain export {v['plain_ms']:.2f} ms, {v['plain_speedup']:.2f}x)" if 'plain_ms' in v else ''))
     print(f"pruned vs masked dense: max |logit diff| {s['max_abs_logit_diff']:.1e}, "
           f"prediction agreement {100 * s['prediction_agreement']:.0f}%, reload diff {s['reload_max_abs_diff']:.1e}")
     print(f'train {t_train:.0f}s, total {time.time() - t0:.0f}s; heatmap {wd / "pff_stripes.png"}, '
-          f'pruned checkpoint {wd / "pruned.pth"}')
+          f'pruned checkpoint {wd / "pruned.pth"}; stock-mmpretrain plain export {wd / "pruned_plain.py"}; '
+          f'fine-tune config {wd / "pruned_finetune.py"}')
 
 
 if __name__ == '__main__':

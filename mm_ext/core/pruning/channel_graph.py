@@ -63,7 +63,9 @@ class ChannelGroup:
 class _LeafTracer(Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (nn.Conv2d, StripeConv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+        # norm subclasses of host libraries (e.g. a channels-first LayerNorm asserting x.dim()) stay leaves
+        if isinstance(m, (nn.Conv2d, StripeConv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm,
+                          nn.GroupNorm)):
             return True
         return super().is_leaf_module(m, qualname)
 

@@ -96,31 +96,35 @@ class PrunedConv2d(StripeConv2d):
         return self._dense_cache[1], self._dense_cache[2], self._dense_cache[3]
 
     def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense form including the bias; dead filters output their bias (0 without one)."""
         w, idx, (dh, dw) = self._dense_parts(x.dtype)
         k, s, p = self.kernel_size, self.stride, self.padding
         b, _, h, wd = x.shape
         ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+        bias = None if self.bias is None else self.bias.to(x.dtype)
         if w.shape[0] == 0:
-            return x.new_zeros(b, self.out_channels, ho, wo)
+            out = x.new_zeros(b, self.out_channels, ho, wo)
+            return out if bias is None else out + bias.view(1, -1, 1, 1)
         # a centred box with padding p - (K//2 - d) gives the same output grid; crop the input when negative
         ph, pw = p - (k // 2 - dh), p - (k // 2 - dw)
         if ph < 0 or pw < 0:
             ch, cw = max(0, -ph), max(0, -pw)
             x = x[:, :, ch:h - ch, cw:wd - cw]
             ph, pw = max(0, ph), max(0, pw)
-        y = F.conv2d(x, w, None, s, (ph, pw))
         if idx is None:
-            return y
-        out = y.new_zeros(b, self.out_channels, y.shape[2], y.shape[3])
-        return out.index_copy(1, idx, y)
+            return F.conv2d(x, w, bias, s, (ph, pw))
+        y = F.conv2d(x, w, None if bias is None else bias[idx], s, (ph, pw))
+        shape = (b, self.out_channels, y.shape[2], y.shape[3])
+        # dead filters: their bias (e.g. a folded BN's constant), written once; live filters copied in
+        out = y.new_zeros(shape) if bias is None else bias.view(1, -1, 1, 1).expand(shape).contiguous()
+        return out.index_copy_(1, idx, y)
 
     def run_form(self, form: str, x: torch.Tensor) -> torch.Tensor:
         """Output of ``form`` on x (B, C, H, W), whatever the stored form."""
         dt = compute_dtype(x)
         x = x.to(dt)
         if form == 'dense':
-            y = self._forward_dense(x)
-            return y if self.bias is None else y + self.bias.to(y.dtype).view(1, -1, 1, 1)
+            return self._forward_dense(x)
         return self._stripe_forward(x, self._check_form(form))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

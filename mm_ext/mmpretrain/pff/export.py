@@ -20,8 +20,19 @@ from torch.fx import GraphModule, Tracer
 __all__ = ['plain_backbone', 'write_plain_export']
 
 
+class _PlainTracer(Tracer):
+    """Leaves: ``torch.nn`` modules and norm-layer subclasses of the host (e.g. mmpretrain's
+    channels-first ``LayerNorm2d``, whose input assert cannot be traced)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
 def plain_backbone(backbone: nn.Module) -> GraphModule:
-    """Trace a pruned backbone into a GraphModule whose leaves are ``torch.nn`` modules only.
+    """Trace a pruned backbone into a GraphModule whose leaves are ``torch.nn`` modules (and host
+    norm layers); no mm_ext class remains.
 
     Raises:
         RuntimeError: when the backbone cannot be traced (data-dependent control flow), with
@@ -30,7 +41,7 @@ def plain_backbone(backbone: nn.Module) -> GraphModule:
     was = backbone.training
     backbone.eval()
     try:
-        graph = Tracer().trace(backbone)
+        graph = _PlainTracer().trace(backbone)
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix
         raise RuntimeError(f'plain export: torch.fx cannot trace {type(backbone).__name__} ({type(exc).__name__}: '
                            f'{exc}); use the stripe-storage checkpoint instead') from exc
@@ -40,9 +51,9 @@ def plain_backbone(backbone: nn.Module) -> GraphModule:
     gm.train(was)
     for m in gm.modules():
         mod = type(m).__module__
-        if not (mod.startswith('torch.') or isinstance(m, GraphModule)):
+        if mod.split('.')[0] in ('mm_ext', 'reid_ext'):
             raise RuntimeError(f'plain export: module of type {type(m).__name__} ({mod}) remains; '
-                               'only torch.nn modules may stay in the plain model')
+                               'the plain model must load without mm_ext')
     return gm
 
 
