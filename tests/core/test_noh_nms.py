@@ -300,3 +300,17 @@ def test_batched_crowd_nms_class_agnostic_and_bad_method():
     assert torch.equal(keep, ref_keep) and torch.equal(out, ref_out)
     with pytest.raises(ValueError, match='unknown crowd NMS method'):
         batched_crowd_nms(b, s, None, method='soft')
+
+
+def test_convert_detectron2_noh_renames_and_refuses_unknown_keys():
+    from mm_ext.core.nms.convert import convert_detectron2_noh
+
+    sd = {'module.backbone.bottom_up.res2.0.conv1.norm.running_var': torch.ones(3),
+          'backbone.fpn_lateral3.weight': torch.zeros(2, 2, 1, 1),
+          'roi_heads.overlap_predictor.overlap_prob.bias': torch.zeros(1), 'pixel_mean': torch.zeros(3, 1, 1)}
+    out, dropped = convert_detectron2_noh(sd)
+    assert set(out) == {'backbone.layer1.0.bn1.running_var', 'backbone.layer1.0.bn1.num_batches_tracked',
+                        'neck.lateral_convs.1.conv.weight', 'roi_head.bbox_head.fc_noh_score.bias'}
+    assert dropped == ['pixel_mean'] and torch.equal(out['backbone.layer1.0.bn1.running_var'], torch.ones(3))
+    with pytest.raises(ValueError, match='res6'):
+        convert_detectron2_noh({'backbone.bottom_up.res6.0.conv1.weight': torch.zeros(1)})

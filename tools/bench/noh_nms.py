@@ -3,7 +3,7 @@
 
 All three run on the same clustered pedestrian detections (a 1400 x 800 image,
 10 detections per person, half of the people in overlapping pairs; see
-``mm_ext.core.nms.synthetic``) at N = 100, 300, 1000, 3000, on the CPU and, when
+``mm_ext.core.nms.testing``) at N = 100, 300, 1000, 3000, on the CPU and, when
 present, on CUDA. Times are medians over repeats, measured in this run.
 
     python tools/bench/noh_nms.py [--sizes 100 300 1000 3000] [--threads 1]

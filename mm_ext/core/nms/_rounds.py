@@ -287,16 +287,23 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     if ops is None:
         ops = _TorchOps if isinstance(boxes, Tensor) else _NumpyOps
     xp = ops.xp
-    n = boxes.shape[0]
     t = max(float(min_thr), 0.0)
     c = 1.0 / (1.0 + t)
     cols = ops.columns(boxes)
     x1, y1, x2, y2 = _f64(ops, cols)
-    w, h = ops.clip0(x2 - x1), ops.clip0(y2 - y1)
-    h_max = float(h.max()) if n else 0.0
-    if n < 2 or not h_max > 0:
-        empty = ops.arange(0, boxes)
+    w, h = x2 - x1, y2 - y1
+    empty = ops.arange(0, boxes)
+    proper = (w > 0) & (h > 0)  # an empty box overlaps nothing (IoU 0, also with the legacy offset)
+    sub = None
+    if not bool(proper.all()):
+        sub = ops.nz(proper)
+        cols = ops.take_cols(cols, sub)
+        x1, y1, w, h = ops.take(x1, sub), ops.take(y1, sub), ops.take(w, sub), ops.take(h, sub)
+        labels = None if labels is None else ops.take(labels, sub)
+    n = x1.shape[0]
+    if n < 2:
         return empty, empty, boxes[:0, 0]
+    h_max = float(h.max())
     band_h = c * h_max / _BANDS
     yrel = (y1 - float(y1.min())) / band_h
     yband = xp.floor(yrel)
@@ -318,32 +325,34 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     kf = ops.to_float(koff, key)[:, None]
     base = (band_s[None, :] + kf) * span + xs_s[None, :]  # (2B + 1, N) window starts
     hi = xp.searchsorted(key_s, (base + reach[None, :]).reshape(-1), side='left')
-    lo = xp.searchsorted(key_s, base.reshape(-1), side='left')
+    lo = xp.searchsorted(key_s, base[_BANDS + 1:].reshape(-1), side='left')
     # bands above: x1_j > x1_i strictly (a tie pair in two bands is found once, from above)
     lo_up = xp.searchsorted(key_s, base[:_BANDS].reshape(-1), side='right')
     pos = ops.arange(n, boxes)
-    lo = ops.cat([lo_up, pos + 1, lo[(_BANDS + 1) * n:]])  # own band: partners after i
+    lo = ops.cat([lo_up, pos + 1, lo])  # own band: the partners after i
     valid = ((k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)).reshape(-1)
     counts = ops.clip0(hi - lo) * valid
     total = int(counts.sum())
     if total == 0:
-        empty = ops.arange(0, boxes)
         return empty, empty, boxes[:0, 0]
-    run = ops.repeat(ops.arange(counts.shape[0], boxes), counts, total)
-    first = ops.take(order, run % n)
-    second = ops.take(order, ops.arange(total, boxes) + ops.take(lo - (ops.cumsum(counts) - counts), run))
-    cf, cs = ops.take_cols(cols, first), ops.take_cols(cols, second)  # (4, C)
+    # candidate pairs as positions in the sorted order: run r of anchor first_s[r]
+    first_s = ops.repeat(ops.cat([pos] * (2 * _BANDS + 1)), counts, total)
+    second_s = ops.arange(total, boxes) + ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
+    cols_s = ops.take_cols(cols, order)
+    cf, cs = ops.take_cols(cols_s, first_s), ops.take_cols(cols_s, second_s)  # (4, C)
     wh = ops.clip0(xp.minimum(cf[2:], cs[2:]) - xp.maximum(cf[:2], cs[:2]))
     inter = wh[0] * wh[1]
     off = 1.0 if legacy_offset else 0.0
-    area = (cols[2] - cols[0] + off) * (cols[3] - cols[1] + off)
-    union = ops.take(area, first) + ops.take(area, second) - inter
-    m = ops.nz((inter > 0) & (inter > union * t))  # IoU > t (inter > 0: positive union)
-    first, second = ops.take(first, m), ops.take(second, m)
+    area = (cols_s[2] - cols_s[0] + off) * (cols_s[3] - cols_s[1] + off)
+    union = ops.take(area, first_s) + ops.take(area, second_s) - inter
+    m = ops.nz(inter > union * t)  # IoU > t (the union is positive: no empty boxes here)
     iou = ops.take(inter, m) / ops.take(union, m)
-    if t > 0:
-        m = ops.nz(iou > t)  # the same test after the division (rounding at the boundary)
-        first, second, iou = ops.take(first, m), ops.take(second, m), ops.take(iou, m)
+    if t > 0:  # the same test after the division (rounding at the boundary)
+        m2 = ops.nz(iou > t)
+        m, iou = ops.take(m, m2), ops.take(iou, m2)
+    first, second = ops.take(order, ops.take(first_s, m)), ops.take(order, ops.take(second_s, m))
+    if sub is not None:
+        first, second = ops.take(sub, first), ops.take(sub, second)
     return xp.minimum(first, second), xp.maximum(first, second), iou
 
 
@@ -498,15 +507,11 @@ def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min
             alive[s_dst] = False
         else:
             s_src = ops.take(src, fs)
-            on = ops.take(active, s_src)
-            cur[s_dst[~on]] = 0  # a box without (or with a spent) NOH suppresses greedily
-            sel = ops.nz(on)
-            a_src, a_dst = ops.take(s_src, sel), ops.take(s_dst, sel)
-            a_iou = ops.take(iou, ops.take(fs if e is None else ops.take(e, fs), sel))
-            factor, flag = edges(a_src, a_dst, a_iou)
-            ops.mul_at(cur, a_dst, ops.to_float(factor, cur))
+            on = ops.take(active, s_src)  # a box without (or with a spent) NOH suppresses greedily
+            factor, flag = edges(s_src, s_dst, ops.take(iou, fs if e is None else ops.take(e, fs)))
+            ops.mul_at(cur, s_dst, xp.where(on, ops.to_float(factor, cur), 0.0))
             if flag is not None:
-                active[a_dst[flag]] = False
+                active[s_dst[flag & on]] = False
             alive = alive & (cur >= min_score)  # NaN compares False: dropped
         ke = ops.nz(ops.take(alive, u) & ops.take(alive, v))
         u, v, iou = ops.take(u, ke), ops.take(v, ke), ops.take(iou, ke)
