@@ -194,7 +194,7 @@ def _jaccard_from_csr(ptr, cols, vals, n, out, chunk_bytes):
             pos = col_ptr[cols[rep]] + torch.arange(total, device=dev) - start[rep - a]
             contrib = torch.minimum(vals[rep], col_vals[pos])
             m.view(-1).index_add_(0, (row_of[rep] - s) * n + col_rows[pos], contrib)
-        m.div_(m.neg().add_(2)).neg_().add_(1)  # 1 - m / (2 - m), in place
+        m.div_(m.neg().add_(2)).neg_().add_(1).clamp_(min=0)  # 1 - m / (2 - m) >= 0
         s = e
     return out
 
@@ -212,8 +212,8 @@ def k_reciprocal_jaccard(x: torch.Tensor, k1: int = 20, k2: int = 6, precomputed
         chunk_bytes (int): size of the per-chunk work buffers. Defaults to 64 MiB.
 
     Returns:
-        Tensor: (N, N) float32 on ``x.device``, 0 on the diagonal, 1 for pairs that share no
-        expanded neighbour.
+        Tensor: (N, N) float32 on ``x.device``, 0 on the diagonal (up to rounding; clamped at
+        0), 1 for pairs that share no expanded neighbour.
     """
     if x.dim() != 2:
         raise ValueError(f'x must be (N, D) features or an (N, N) distance matrix, got {tuple(x.shape)}')
