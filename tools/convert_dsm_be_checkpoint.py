@@ -11,7 +11,8 @@ each backbone is mapped as documented in ``mm_ext/core/video/convert.py``:
 ``c3d`` into ``BNC3D`` (dsm_c3d_*), ``r3d`` into mmaction's ``ResNet3d`` set up Hara-style
 (dsm_r3d-18_* / dsm_r3d-34_*). The output's ``backbone.*`` keys also load into the fine-tuning
 recognizers (``load_from``). The release never saved the key encoder: it is written as a copy of
-the query encoder (MoCo's start). The release pickles its argparse options into the checkpoint,
+the query encoder (MoCo's start); the memory queue is not converted and starts fresh (load
+with ``strict=False`` / ``load_from``, or fine-tune from it). The release pickles its argparse options into the checkpoint,
 so reading it needs ``--trusted`` (full unpickling: only for files you trust).
 """
 import argparse

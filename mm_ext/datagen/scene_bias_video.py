@@ -1,19 +1,34 @@
-"""``scene-bias-video``: tiny action clips whose scene predicts the label only in training.
+"""``scene-bias-video``: tiny action clips whose background predicts the label only in training.
 
-The label is the motion pattern of one moving disc (0 horizontal, 1 vertical,
-2 diagonal back-and-forth translation, 3 circular), each invariant to time
-reversal and invisible in a single frame (random start, phase and colour). The
-background is one of ``num_classes`` static textured scenes. In ``train`` (and
-the in-distribution ``val``) the scene equals the label with probability
-``bias``; in ``test`` the scene is drawn independently of the label, so a model
-that recognises the scene instead of the motion drops to chance there - the
-claim of DSM / BE in miniature.
+The label is the motion of one disc that looks the same in every video (same
+colour and size, so the foreground carries no static cue, neither for the class
+nor for the identity of a video):
+
+====  ==========  ==========================================================
+0     rightward   constant-speed translation to the right
+1     leftward    the same to the left: the time reversal of class 0
+                  (the reversal-sensitive pair: a reversal-invariant
+                  representation cannot separate 0 from 1)
+2     vertical    up-and-down oscillation (reversal-invariant as a class)
+3     circular    circular motion, random direction (reversal-invariant)
+====  ==========  ==========================================================
+
+Every trajectory is centred on a random point, so the disc's position in a
+single frame has the same distribution in every class: one frame says nothing
+about the label. The background of every video is unique: a random member of
+one of ``num_classes`` scene *families* (pools: oriented stripes with a
+family-specific orientation, frequency and palette, random phase, colours and
+blobs per video, light per-frame noise). In ``train`` (and the in-distribution
+``val``) the family equals the label with probability ``bias``; in ``probe``
+(a decorrelated probe-training split) and ``test`` the family is drawn
+independently of the label, so a representation that encodes the scene instead
+of the motion falls to chance there - the claim of DSM / BE in miniature.
 
 Written in mmaction2's ``VideoDataset`` format (decoded with decord)::
 
-    videos/{train,val,test}/NNNNN.mp4          (OpenCV 'mp4v', BGR, ``fps``)
-    {train,val,test}_list_videos.txt            "<split>/NNNNN.mp4 <label>" per line
-    meta.json                                   class names, scene of every clip
+    videos/{train,val,probe,test}/NNNNN.mp4     (OpenCV 'mp4v', BGR, ``fps``)
+    {train,val,probe,test}_list_videos.txt       "<split>/NNNNN.mp4 <label>" per line
+    meta.json                                    class names, scene family of every clip
 """
 import json
 import math
@@ -21,57 +36,60 @@ from pathlib import Path
 
 import numpy as np
 
-CLASSES = ('horizontal', 'vertical', 'diagonal', 'circular')
+CLASSES = ('rightward', 'leftward', 'vertical', 'circular')
+REVERSAL_PAIR = (0, 1)
+FG_COLOR = (235, 235, 235)  # BGR, the same for every video
 
 
-def _scene(k: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Static texture of scene k: (size, size, 3) uint8 (BGR), dark enough for the disc."""
-    srng = np.random.default_rng(1000 + k)
-    base = srng.uniform(20, 110, 3)
+def _scene(family: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A unique background of scene family ``family``: (size, size, 3) float BGR, dark enough for the disc."""
+    frng = np.random.default_rng(1000 + family)  # the family's fixed traits
+    palette = frng.uniform(25, 100, 3)
+    ang0 = math.pi * family / 4
+    freq0 = 2.5 + 1.5 * family
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    ang = math.pi * k / 4 + srng.uniform(-0.2, 0.2)
-    freq = 3 + 2 * k
-    stripes = np.sin(2 * math.pi * freq * (xx * math.cos(ang) + yy * math.sin(ang)))
-    img = base[None, None, :] + 35 * stripes[..., None] * srng.uniform(0.5, 1, 3)[None, None, :]
-    for _ in range(3):  # a few scene-specific blobs
-        cx, cy, r = srng.uniform(0, 1), srng.uniform(0, 1), srng.uniform(0.1, 0.25)
+    ang = ang0 + rng.uniform(-0.15, 0.15)
+    freq = freq0 * rng.uniform(0.85, 1.15)
+    phase = rng.uniform(0, 2 * math.pi)
+    stripes = np.sin(2 * math.pi * freq * (xx * math.cos(ang) + yy * math.sin(ang)) + phase)
+    base = palette + rng.uniform(-12, 12, 3)
+    img = base[None, None, :] + 30 * stripes[..., None] * rng.uniform(0.6, 1, 3)[None, None, :]
+    for _ in range(int(rng.integers(2, 5))):  # blobs: per-video positions, family-tinted colours
+        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.08, 0.2)
         mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
-        img[mask] = srng.uniform(20, 120, 3)
-    img += rng.normal(0, 4, img.shape)  # per-video noise
-    shift = rng.integers(-size // 8, size // 8 + 1, 2)
-    img = np.roll(img, tuple(int(s) for s in shift), axis=(0, 1))
-    return np.clip(img, 0, 255).astype(np.uint8)
+        img[mask] = np.clip(palette * rng.uniform(0.6, 1.4) + rng.uniform(-10, 10, 3), 0, 140)
+    return img
 
 
 def _trajectory(label: int, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Disc centres (frames, 2) in pixels for a motion class (random amplitude, phase, centre)."""
-    t = np.arange(frames, dtype=np.float64)
-    amp = rng.uniform(0.25, 0.35) * size
-    period = rng.uniform(0.8, 1.2) * frames
-    phase = rng.uniform(0, 2 * math.pi)
-    centre = rng.uniform(0.35, 0.65, 2) * size
-    w = 2 * math.pi * t / period + phase
-    if label == 0:
-        off = np.stack([amp * np.sin(w), np.zeros_like(w)], 1)
-    elif label == 1:
-        off = np.stack([np.zeros_like(w), amp * np.sin(w)], 1)
+    """Disc centres (frames, 2) in pixels (x, y), centred on a random point."""
+    t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
+    centre = rng.uniform(0.3, 0.7, 2) * size
+    if label in (0, 1):
+        speed = rng.uniform(0.026, 0.034) * size * (1 if label == 0 else -1)
+        off = np.stack([speed * t, np.zeros_like(t)], 1)
     elif label == 2:
-        s = rng.choice([-1.0, 1.0])
-        off = np.stack([amp * np.sin(w), s * amp * np.sin(w)], 1) / math.sqrt(2) * 1.2
+        amp = rng.uniform(0.2, 0.25) * size
+        w = 2 * math.pi * t / (rng.uniform(0.8, 1.2) * frames) + rng.uniform(0, 2 * math.pi)
+        off = np.stack([np.zeros_like(w), amp * np.sin(w)], 1)
+    elif label == 3:
+        amp = rng.uniform(0.17, 0.22) * size
+        w = 2 * math.pi * t / (rng.uniform(0.8, 1.2) * frames) * rng.choice([-1.0, 1.0]) + \
+            rng.uniform(0, 2 * math.pi)
+        off = amp * np.stack([np.cos(w), np.sin(w)], 1)
     else:
-        off = 0.8 * amp * np.stack([np.cos(w), np.sin(w)], 1) * rng.choice([-1.0, 1.0], size=(1, 2))
+        raise ValueError(f'scene-bias-video: no motion class {label}')
     return centre[None] + off
 
 
-def _render(scene: np.ndarray, traj: np.ndarray, radius: float, color) -> list:
+def _render(scene: np.ndarray, traj: np.ndarray, radius: float, rng: np.random.Generator) -> list:
     size = scene.shape[0]
     yy, xx = np.mgrid[0:size, 0:size]
     out = []
     for cx, cy in traj:
-        img = scene.copy()
-        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius * radius
-        img[mask] = color
-        out.append(img)
+        img = scene + rng.normal(0, 3, scene.shape)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 <= radius * radius] = FG_COLOR
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
     return out
 
 
@@ -89,22 +107,24 @@ def _check_decodable(path: Path, frames: int, size: int) -> None:
 
 
 def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int = 24,
-             val_per_class: int = 8, test_per_class: int = 25, frames: int = 16, size: int = 64,
-             bias: float = 0.9, fps: int = 8) -> dict:
+             val_per_class: int = 8, probe_per_class: int = 8, test_per_class: int = 25,
+             frames: int = 16, size: int = 64, bias: float = 0.9, fps: int = 8) -> dict:
     """Write the dataset into ``out_dir`` (an empty folder).
 
     Args:
         out_dir (str | Path): target folder.
         seed (int): random seed (the output is a function of the seed and options).
-        num_classes (int): motion classes = scenes, 2..4. Defaults to 4.
-        train_per_class (int): train clips per class. Defaults to 24.
+        num_classes (int): motion classes = scene families, 2..4. Defaults to 4.
+        train_per_class (int): scene-correlated train clips per class. Defaults to 24.
         val_per_class (int): in-distribution (scene-correlated) held-out clips
             per class. Defaults to 8.
+        probe_per_class (int): decorrelated probe-training clips per class.
+            Defaults to 8.
         test_per_class (int): decorrelated test clips per class. Defaults to 25.
         frames (int): frames per video. Defaults to 16.
         size (int): frame side in pixels. Defaults to 64. (decord 0.6.0 mis-decodes some
             sizes, e.g. 48; the first video is checked when decord is installed.)
-        bias (float): P(scene == label) in train / val. Defaults to 0.9.
+        bias (float): P(scene family == label) in train / val. Defaults to 0.9.
         fps (int): frame rate written in the mp4. Defaults to 8.
 
     Returns:
@@ -121,10 +141,12 @@ def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int 
         raise ValueError(f'scene-bias-video: need frames >= 4 and size >= 16, got {frames}, {size}')
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
-    meta = {'classes': list(CLASSES[:num_classes]), 'bias': bias, 'clips': {}}
+    meta = {'classes': list(CLASSES[:num_classes]), 'bias': bias,
+            'reversal_pair': list(REVERSAL_PAIR), 'clips': {}}
     counts = {}
     for split, per_class, correlated in (('train', train_per_class, True),
                                          ('val', val_per_class, True),
+                                         ('probe', probe_per_class, False),
                                          ('test', test_per_class, False)):
         vdir = out / 'videos' / split
         vdir.mkdir(parents=True, exist_ok=True)
@@ -133,14 +155,13 @@ def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int 
         rng.shuffle(items)
         for i, label in enumerate(items):
             if correlated:
-                scene = label if rng.random() < bias else int(
+                scene = int(label) if rng.random() < bias else int(
                     rng.choice([s for s in range(num_classes) if s != label]))
             else:
                 scene = int(rng.integers(num_classes))
             bg = _scene(scene, size, rng)
             traj = _trajectory(int(label), frames, size, rng)
-            color = tuple(int(v) for v in rng.uniform(170, 255, 3))
-            imgs = _render(bg, traj, rng.uniform(0.1, 0.14) * size, color)
+            imgs = _render(bg, traj, 0.1 * size, rng)
             name = f'{split}/{i:05d}.mp4'
             writer = cv2.VideoWriter(str(out / 'videos' / name), cv2.VideoWriter_fourcc(*'mp4v'),
                                      fps, (size, size))
@@ -154,7 +175,7 @@ def generate(out_dir, seed: int = 0, num_classes: int = 4, train_per_class: int 
                 _check_decodable(out / 'videos' / name, frames, size)
             lines.append(f'{name} {int(label)}')
             meta['clips'][name] = {'label': int(label), 'scene': scene}
-        (out / f'{split}_list_videos.txt').write_text('\n'.join(lines) + '\n')
+        (out / f'{split}_list_videos.txt').write_text('\n'.join(lines) + ('\n' if lines else ''))
         counts[split] = len(lines)
     (out / 'meta.json').write_text(json.dumps(meta, indent=1))
     return counts

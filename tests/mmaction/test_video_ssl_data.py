@@ -15,7 +15,7 @@ from mmaction.registry import METRICS, TRANSFORMS  # noqa: E402
 def test_scene_bias_video_files_and_bias(dataset):
     root = dataset('scene-bias-video')
     meta = json.loads((root / 'meta.json').read_text())
-    for split, exp in (('train', 96), ('val', 32), ('test', 100)):
+    for split, exp in (('train', 96), ('val', 32), ('probe', 32), ('test', 100)):
         lines = (root / f'{split}_list_videos.txt').read_text().split('\n')
         lines = [ln for ln in lines if ln.strip()]
         assert len(lines) == exp
@@ -31,6 +31,20 @@ def test_scene_bias_video_files_and_bias(dataset):
 
     assert agree('train') > 0.8  # scene predicts the label in training
     assert agree('test') < 0.5  # decorrelated (chance = 0.25)
+    assert agree('probe') < 0.5
+    assert meta['reversal_pair'] == [0, 1]
+
+
+def test_scene_bias_reversal_pair_and_shared_foreground():
+    from mm_ext.datagen.scene_bias_video import FG_COLOR, _render, _trajectory
+    # class 1 is class 0 played backwards (same random draws)
+    right = _trajectory(0, 16, 64, np.random.default_rng(5))
+    left = _trajectory(1, 16, 64, np.random.default_rng(5))
+    np.testing.assert_allclose(left, right[::-1])
+    # the foreground is the same in every video: the disc pixels carry one colour
+    frames = _render(np.zeros((64, 64, 3)), right[:2], 6.4, np.random.default_rng(0))
+    cx, cy = right[0]
+    assert tuple(frames[0][int(round(cy)), int(round(cx))]) == FG_COLOR
 
 
 def test_three_view_pipeline_same_window_and_shifted_negative(dataset):
@@ -85,10 +99,12 @@ def test_scene_bias_config_trains_one_epoch(dataset, repo_root, tmp_path):
     cfg.train_dataloader.dataset.ann_file = str(root / 'train_list_videos.txt')
     cfg.train_dataloader.dataset.data_prefix = dict(video=str(root / 'videos'))
     cfg.default_hooks.checkpoint.interval = 1
+    assert cfg.model.queue_len <= 96 // 4  # a query never meets a stale key of its own video
+    cfg.model.queue_len = 20  # so that the pointer position after 96 keys is informative
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 96 // 8
-    assert runner.model.queue_ptr.item() == (96 // 8 * 8) % 64
+    assert runner.model.queue_ptr.item() == (96 // 8 * 8) % 20
     ckpt = tmp_path / 'epoch_1.pth'
     assert ckpt.exists()
 

@@ -3,6 +3,9 @@
 # batch 4 on one GPU, K = 3569, tau 0.07, m 0.999, drop-last.
 _base_ = ['./video_ssl_runtime.py']
 
+# under DDP: key-encoder update and enqueue once per optimiser step (also with gradient
+# accumulation); ignored on one process
+model_wrapper_cfg = dict(type='VideoSSLDistributedDataParallel')
 model = dict(
     type='VideoContrastive',
     backbone=dict(type='BNInceptionI3D'),

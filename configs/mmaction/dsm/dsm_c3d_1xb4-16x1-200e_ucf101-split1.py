@@ -1,10 +1,7 @@
-# DSM with mmaction's C3D (+BN), fixed 16 x 112 x 112 input; it returns the pooled fc7 (4096-d),
-# so the Linear->128 head sits on fc7 (the release pools conv5 to 512-d instead). Not for 'tbe'.
+# DSM with the release's C3D: BN after every conv, conv5b globally pooled to 512-d (BNC3D),
+# 16 x 1 clips at 112 x 112. The pooled conv5 feature is what the papers' retrieval tables use.
 _base_ = ['./dsm_bninception-i3d_1xb4-16x4-200e_ucf101-split1.py']
-model = dict(
-    backbone=dict(_delete_=True, type='C3D', pretrained=None, norm_cfg=dict(type='BN3d'),
-                  dropout_ratio=0.0),
-    in_channels=4096)
+model = dict(backbone=dict(_delete_=True, type='BNC3D'), in_channels=512)
 view_pipeline = [
     dict(type='VideoSSLRandomRotation', max_angle=10),
     dict(type='Resize', scale=(-1, 128)),

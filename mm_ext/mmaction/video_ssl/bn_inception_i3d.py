@@ -2,12 +2,13 @@
 from mmaction.registry import MODELS
 from mm_ext._registry import register
 from mm_ext.core.video.bn_inception_i3d import BNInceptionI3D as _CoreI3D
+from .frozen_backbone import FrozenMixin
 
 __all__ = ['BNInceptionI3D']
 
 
 @register(MODELS)
-class BNInceptionI3D(_CoreI3D):
+class BNInceptionI3D(FrozenMixin, _CoreI3D):
     """BN-Inception-v1 I3D backbone: (N, 3, T, H, W) -> mixed_5c map (N, 1024, T/8, H/32, W/32).
 
     Args:
@@ -19,13 +20,4 @@ class BNInceptionI3D(_CoreI3D):
 
     def __init__(self, in_channels: int = 3, width_ratio: float = 1.0, frozen: bool = False):
         super().__init__(in_channels, width_ratio)
-        self.frozen = frozen
-        if frozen:
-            for p in self.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen:
-            super().train(False)
-        return self
+        self._init_frozen(frozen)

@@ -15,10 +15,30 @@ from mmengine.model import BaseModel
 
 from mmaction.registry import MODELS
 from mm_ext._registry import register
-from mm_ext.core.video import (ContrastiveConfig, ProjectionHead, concat_all_gather,
-                               enqueue_wraparound, momentum_update, video_contrastive_loss)
+from mm_ext.core.video import (ContrastiveConfig, ProjectionHead, batch_shuffle, batch_unshuffle,
+                               concat_all_gather, convert_sync_batchnorm, enqueue_wraparound,
+                               momentum_update, video_contrastive_loss)
 
-__all__ = ['VideoContrastive']
+__all__ = ['VideoContrastive', 'run_train_step']
+
+
+def run_train_step(model, step, data, optim_wrapper):
+    """Run ``step(data, optim_wrapper)`` with ``model``'s key update deferred to the optimiser step.
+
+    ``optim_wrapper.update_params`` steps the optimiser exactly when
+    ``should_update()`` holds after its backward, so the same test afterwards
+    says whether this micro-batch ended an optimiser step.
+    """
+    if not hasattr(model, 'after_optimizer_step'):
+        return step(data, optim_wrapper)
+    model._deferred = True
+    try:
+        log_vars = step(data, optim_wrapper)
+    finally:
+        model._deferred = False
+    if optim_wrapper.should_update():
+        model.after_optimizer_step()
+    return log_vars
 
 _CFG_FIELDS = tuple(f.name for f in fields(ContrastiveConfig) if f.name != 'mode')
 
@@ -49,24 +69,36 @@ class VideoContrastive(BaseModel):
         queue_init (str): 'randn' - N(0, 1) entries, not normalised (release; the
             first K / B steps then see large random logits); 'normalized' -
             unit rows (mmpretrain). Defaults to 'randn'.
+        shuffle_bn (bool): MoCo's shuffle-BN for the key encoder: under DDP the
+            positives of the global batch are permuted across ranks before the
+            key encoder and the keys (and TCR maps) permuted back. A no-op on
+            one process. Defaults to False (release: off).
+        sync_bn (bool): replace every BN of both encoders by
+            :class:`mm_ext.core.video.SyncBatchNorm` (statistics over all ranks;
+            works with gloo on CPU, unlike ``torch.nn.SyncBatchNorm``). Not
+            together with ``shuffle_bn``. Defaults to False.
         contrastive_cfg (dict, optional): other fields of
             :class:`mm_ext.core.video.ContrastiveConfig` (temperature,
             triplet_margin, tcr_weight, tcr_in_nce, spatial_warp, tps_grid,
             tps_jitter, be_max_lambda, be_source, per_sample, disturb_side, negative_eda,
-            negative_eda_ratio).
+            negative_eda_ratio, moco_negative).
         data_preprocessor (dict, optional): defaults to mmaction's
             ``ActionDataPreprocessor`` with ImageNet mean/std and 'NCTHW'.
         init_cfg (dict, optional): initialisation config.
 
     Note:
-        The key encoder is updated at the start of every training ``loss`` call,
-        i.e. after the previous optimiser step and before the keys are computed:
-        the same parameter trajectory as the release's update right after
-        ``optimizer.step()``, and it needs no hook, so it works unchanged inside
-        ``MMDistributedDataParallel``. The first update is a no-op because the
-        key encoder starts as a copy (``init_weights`` re-syncs it).
-        The queue is cloned before the logits are computed and updated in place
-        afterwards with the keys all-gathered over ranks (use drop_last).
+        Through ``train_step`` (this model's, or ``VideoSSLDistributedDataParallel``'s
+        under DDP) the momentum update and the enqueue happen once per
+        *optimiser step*, right after it (the release's timing): with gradient
+        accumulation (``optim_wrapper.accumulative_counts > 1``) the keys of
+        all micro-batches of a step are held back and enqueued together, and
+        every micro-batch of a step sees the same key encoder and queue. When
+        ``loss`` is called directly (or inside mmengine's plain
+        ``MMDistributedDataParallel``) it falls back to updating the key
+        encoder at the start of the call and enqueuing at its end, i.e. once
+        per call - correct without accumulation only.
+        The queue is cloned before the logits are computed; the keys are
+        all-gathered over ranks before the enqueue (use drop_last).
     """
 
     def __init__(self,
@@ -78,6 +110,8 @@ class VideoContrastive(BaseModel):
                  momentum: float = 0.999,
                  ema_buffers: str = 'own',
                  queue_init: str = 'randn',
+                 shuffle_bn: bool = False,
+                 sync_bn: bool = False,
                  contrastive_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
@@ -101,7 +135,13 @@ class VideoContrastive(BaseModel):
                              f'{ema_buffers!r}')
         self.momentum = momentum
         self.ema_buffers = ema_buffers
+        if shuffle_bn and sync_bn:
+            raise ValueError('VideoContrastive: choose shuffle_bn or sync_bn, not both (shuffle-BN '
+                             'needs per-rank BN statistics in the key encoder)')
+        self.shuffle_bn = shuffle_bn
         self.backbone = MODELS.build(backbone)
+        if sync_bn:
+            self.backbone = convert_sync_batchnorm(self.backbone)
         self.neck = ProjectionHead(in_channels, feat_dim)
         self.key_backbone = copy.deepcopy(self.backbone)
         self.key_neck = copy.deepcopy(self.neck)
@@ -115,6 +155,8 @@ class VideoContrastive(BaseModel):
             queue = torch.nn.functional.normalize(queue, dim=1)
         self.register_buffer('queue', queue)
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+        self._deferred = False  # inside train_step: EMA + enqueue after the optimiser step
+        self._pending_keys: List[torch.Tensor] = []
 
     @property
     def mode(self) -> str:
@@ -132,8 +174,14 @@ class VideoContrastive(BaseModel):
         return m, self.neck(m)
 
     def _encode_key(self, x: torch.Tensor):
+        inverse = None
+        if self.shuffle_bn:
+            x, inverse = batch_shuffle(x)
         m = self.key_backbone(x)
-        return m, self.key_neck(m)
+        k = self.key_neck(m)
+        if inverse is not None:
+            m, k = batch_unshuffle(m, inverse), batch_unshuffle(k, inverse)
+        return m, k
 
     @torch.no_grad()
     def _update_key_encoder(self) -> None:
@@ -147,14 +195,32 @@ class VideoContrastive(BaseModel):
             dict[str, Tensor]: 'loss_nce' (or 'loss_triplet'), 'loss_tcr' (tbe)
             and the logged 'nce_acc'.
         """
-        if self.training and self.mode != 'dsm_triplet':
+        if self.training and self.mode != 'dsm_triplet' and not self._deferred:
             self._update_key_encoder()
         queue = self.queue.clone()  # the in-place enqueue below must not touch autograd's copy
         losses, keys = video_contrastive_loss(inputs, self._encode_query, self._encode_key,
                                               queue, self.cfg)
         if keys is not None and self.training:
-            enqueue_wraparound(self.queue, self.queue_ptr, concat_all_gather(keys))
+            keys = concat_all_gather(keys)
+            if self._deferred:
+                self._pending_keys.append(keys)
+            else:
+                enqueue_wraparound(self.queue, self.queue_ptr, keys)
         return losses
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Momentum update of the key encoder, then enqueue the keys held since the last step."""
+        if self.mode == 'dsm_triplet':
+            return
+        self._update_key_encoder()
+        if self._pending_keys:
+            enqueue_wraparound(self.queue, self.queue_ptr, torch.cat(self._pending_keys))
+        self._pending_keys = []
+
+    def train_step(self, data, optim_wrapper):
+        """mmengine's step, with the key-encoder update and enqueue once per optimiser step."""
+        return run_train_step(self, super().train_step, data, optim_wrapper)
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pooled query-backbone features.

@@ -1,4 +1,4 @@
-"""Nearest-neighbour video retrieval (R@1/5/10/20/50, cosine, test clips against train clips)."""
+"""Nearest-neighbour evaluation: retrieval R@1/5/10/20/50 and weighted k-NN accuracy (test vs train)."""
 from typing import Optional, Sequence
 
 import torch
@@ -6,25 +6,32 @@ from mmengine.evaluator import BaseMetric
 
 from mmaction.registry import METRICS
 from mm_ext._registry import register
-from mm_ext.core.video import retrieval_recall
+from mm_ext.core.video import knn_classify, retrieval_recall
 
 __all__ = ['VideoRetrievalMetric']
 
 
 @register(METRICS)
 class VideoRetrievalMetric(BaseMetric):
-    """Recall@k of nearest-neighbour retrieval on pooled backbone features.
+    """Recall@k of nearest-neighbour retrieval and k-NN accuracy on pooled backbone features.
 
     The evaluated dataloader must list the queries (test split) first and the
     gallery (train split) after them, unshuffled, e.g. a ``ConcatDataset`` of
     the two ``VideoDataset`` s; the model must put a (C,) feature into each data
     sample's ``pred_feature`` (``VideoContrastive`` in 'predict' mode does).
+    Multi-clip retrieval: sample several clips per video in the test pipeline
+    (``SampleFrames(num_clips=N, test_mode=True)``); ``VideoContrastive``
+    averages the pooled features of a video's clips into its one feature.
 
     Args:
         num_queries (int, optional): how many leading samples are queries.
         query_ann_file (str, optional): or the query list file; its number of
             non-empty lines is used. One of the two is required.
         topk (Sequence[int]): k values. Defaults to (1, 5, 10, 20, 50).
+        knn (Sequence[int]): k values of the weighted k-NN classifier
+            (:func:`mm_ext.core.video.knn_classify`), reported as 'kNN@k'
+            top-1 accuracy (%). Defaults to () (off).
+        knn_temperature (float): k-NN vote temperature. Defaults to 0.07.
         collect_device (str): 'cpu' or 'gpu'. Defaults to 'cpu'.
         prefix (str, optional): metric name prefix. Defaults to 'retrieval'.
     """
@@ -32,7 +39,8 @@ class VideoRetrievalMetric(BaseMetric):
     default_prefix = 'retrieval'
 
     def __init__(self, num_queries: Optional[int] = None, query_ann_file: Optional[str] = None,
-                 topk: Sequence[int] = (1, 5, 10, 20, 50), collect_device: str = 'cpu',
+                 topk: Sequence[int] = (1, 5, 10, 20, 50), knn: Sequence[int] = (),
+                 knn_temperature: float = 0.07, collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if num_queries is None and query_ann_file is None:
@@ -41,6 +49,8 @@ class VideoRetrievalMetric(BaseMetric):
         self.num_queries = num_queries
         self.query_ann_file = query_ann_file
         self.topk = tuple(topk)
+        self.knn = tuple(knn)
+        self.knn_temperature = knn_temperature
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for ds in data_samples:
@@ -61,4 +71,9 @@ class VideoRetrievalMetric(BaseMetric):
                              'evaluated; the dataloader must hold queries then gallery')
         feats = torch.stack([r[0] for r in results])
         labels = torch.tensor([r[1] for r in results])
-        return retrieval_recall(feats[:nq], labels[:nq], feats[nq:], labels[nq:], self.topk)
+        out = retrieval_recall(feats[:nq], labels[:nq], feats[nq:], labels[nq:], self.topk)
+        n_cls = int(labels.max()) + 1
+        for k in self.knn:
+            votes = knn_classify(feats[:nq], feats[nq:], labels[nq:], k, self.knn_temperature, n_cls)
+            out[f'kNN@{k}'] = 100.0 * (votes.argmax(1) == labels[:nq]).float().mean().item()
+        return out

@@ -1,0 +1,4 @@
+# Retrieval R@k and k-NN with a DSM / BE-pretrained R3D-34 (10 clips of 16 x 1 at 112 per video,
+# averaged), as retrieval_r3d-18_16x1_ucf101-split1.py.
+_base_ = ['./retrieval_r3d-18_16x1_ucf101-split1.py']
+model = dict(backbone=dict(depth=34))
