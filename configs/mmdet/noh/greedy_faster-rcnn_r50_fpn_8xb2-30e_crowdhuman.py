@@ -13,10 +13,12 @@ model = dict(
             roi_feat_size=7,
             num_classes=1,
             bbox_coder=dict(
-                type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0], target_stds=[0.1, 0.1, 0.2, 0.2]),
+                type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0], target_stds=[0.1, 0.1, 0.2, 0.2],
+                clip_border=False),  # decoded exactly like the NOH config: unclipped (official)
             reg_class_agnostic=False,
             loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
             loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))),
-    # mmdet's multiclass_nms reads `nms`; no clipping option there (boxes are clipped)
+    # mmdet's own head and multiclass_nms (mmcv greedy NMS); clipping is the bbox_coder's
+    # clip_border above, as in the NOH head, so both configs see identically decoded boxes
     test_cfg=dict(rcnn=dict(_delete_=True, score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5),
                             max_per_img=200)))

@@ -2,7 +2,7 @@
 # model shrunk to train on 2 CPU cores in a few minutes. Random init (no pretrained weights):
 # ResNet-18 at quarter width (16 base channels), 64-channel FPN, 256-wide FC heads, 64 RoIs per
 # image, RoIAlign with 2 x 2 samples per bin (mmcv's CPU backward is slow with adaptive sampling).
-# Greedy vs NOH on the same model: --cfg-options model.test_cfg.rcnn.nms.type=greedy
+# Greedy vs NOH on the same model (same decoded, unclipped boxes): --cfg-options model.test_cfg.rcnn.nms.type=nms
 _base_ = './noh-nms_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py'
 
 max_iters = 400

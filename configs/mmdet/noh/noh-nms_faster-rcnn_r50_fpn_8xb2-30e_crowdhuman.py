@@ -4,7 +4,10 @@
 # 30 epochs (28,125 iterations at batch 16), lr 0.04, test score > 0.05, NMS 0.5, 200 per image.
 # Paper: AP 89.0 / Recall 92.9 / MR^-2 43.9 (official weights 88.8 / 92.6 / 43.7).
 # Documented difference: mmdet's per-level RPN nms_pre (2400 / 1200 per level ~ 12000 / 6000 over
-# all levels) instead of the official top-k over all levels together.
+# all levels) instead of the official top-k over all levels together (exact official RPN:
+# noh-nms-rpn-topk-all_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py). Boxes are decoded without
+# clipping (official) by bbox_coder.clip_border=False, in this head and in the Greedy baseline alike.
+# Official weights: tools/convert_noh_detectron2.py.
 _base_ = ['mmdet::_base_/default_runtime.py']
 custom_imports = dict(imports=['mm_ext.mmdet'], allow_failed_imports=False)
 
@@ -59,7 +62,8 @@ model = dict(
             roi_feat_size=7,
             num_classes=1,
             bbox_coder=dict(
-                type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0], target_stds=[0.1, 0.1, 0.2, 0.2]),
+                type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0], target_stds=[0.1, 0.1, 0.2, 0.2],
+                clip_border=False),  # official: out-of-image boxes allowed (detections and hallucinations)
             reg_class_agnostic=False,
             loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
             loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0),
@@ -92,10 +96,12 @@ model = dict(
         rpn=dict(nms_pre=1200, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=2),
         rcnn=dict(
             score_thr=0.05,
-            # type: 'noh' | 'greedy' | 'soft' | 'adaptive' (mm_ext.core.nms.batched_crowd_nms)
-            nms=dict(type='noh', iou_threshold=0.5, noh_score_thr=0.3, sigma=0.2, flag_thr=0.6, min_score=0.01),
-            max_per_img=200,
-            clip_border=False)))
+            # mmdet types ('nms', 'soft_nms' + method, class_agnostic, split_thr) or the crowd family:
+            # 'noh_nms', or 'crowd_nms' with method='noh'|'greedy'|'adaptive'|'soft_linear'|'soft_gaussian'
+            # (keys: mm_ext/mmdet/noh/crowd_nms.py); the first pick is always kept (official loop)
+            nms=dict(type='noh_nms', iou_threshold=0.5, noh_score_thr=0.3, sigma=0.2, flag_thr=0.6,
+                     min_score=0.01),
+            max_per_img=200)))
 
 dataset_type = 'CrowdHumanDataset'
 data_root = 'data/CrowdHuman/'

@@ -1,7 +1,11 @@
 """mmdet's CrowdHuman metric plus the Recall of the NOH-NMS paper."""
+import json
 from typing import Dict, List, Union
 
+from mmengine.fileio import get_text, load
+
 from mmdet.evaluation.metrics import CrowdHumanMetric
+from mmdet.evaluation.metrics.crowdhuman_metric import PERSON_CLASSES, Image
 from mmdet.registry import METRICS
 
 from mm_ext._registry import register
@@ -20,6 +24,9 @@ class CrowdHumanRecallMetric(CrowdHumanMetric):
     Args:
         metric (str | list[str]): any of ``'AP'``, ``'MR'``, ``'JI'``, ``'Recall'``.
             Defaults to ``['AP', 'MR', 'JI', 'Recall']``.
+        gt_box_key (str): the ODGT box evaluated as the body: ``'fbox'`` (full body,
+            mmdet's only choice) or ``'vbox'`` (visible body; pair it with
+            ``NOHSelectBodyBox(box_key='vbox')`` in the pipelines). Defaults to ``'fbox'``.
         **kwargs: the other arguments of :class:`CrowdHumanMetric`.
 
     Note:
@@ -28,7 +35,10 @@ class CrowdHumanRecallMetric(CrowdHumanMetric):
     """
 
     def __init__(self, ann_file: str, metric: Union[str, List[str]] = ('AP', 'MR', 'JI', 'Recall'),
-                 **kwargs) -> None:
+                 gt_box_key: str = 'fbox', **kwargs) -> None:
+        if gt_box_key not in ('fbox', 'vbox'):
+            raise ValueError(f"gt_box_key must be 'fbox' or 'vbox', got {gt_box_key!r}")
+        self.gt_box_key = gt_box_key
         metrics = [metric] if isinstance(metric, str) else list(metric)
         self.with_recall = 'Recall' in metrics
         parent = [m for m in metrics if m != 'Recall']
@@ -42,8 +52,30 @@ class CrowdHumanRecallMetric(CrowdHumanMetric):
         self._samples = None
 
     def load_eval_samples(self, result_file):
-        self._samples = super().load_eval_samples(result_file)
-        return self._samples
+        if self.gt_box_key == 'fbox':
+            self._samples = super().load_eval_samples(result_file)
+            return self._samples
+        # the parent reads 'fbox' as the body: evaluate the visible box under that name
+        gt_lines = get_text(self.ann_file, backend_args=self.backend_args).strip().split('\n')
+        gt_records = [json.loads(line) for line in gt_lines]
+        for rec in gt_records:
+            for i, g in enumerate(rec.get('gtboxes', [])):
+                if self.gt_box_key not in g:
+                    raise ValueError(f"{self.ann_file}: image {rec.get('ID')} box {i} has no "
+                                     f"{self.gt_box_key!r}; use gt_box_key='fbox' or fix the annotation")
+                g['fbox'] = g[self.gt_box_key]
+        pred_records = load(result_file, backend_args=self.backend_args)
+        samples = {}
+        for gt, pred in zip(gt_records, pred_records):
+            if gt['ID'] != pred['ID']:
+                raise ValueError('prediction and annotation order differ: set '
+                                 'val_dataloader.sampler.shuffle=False and try again')
+            samples[pred['ID']] = Image(self.eval_mode)
+            samples[pred['ID']].load(gt, 'box', None, PERSON_CLASSES, True)
+            samples[pred['ID']].load(pred, 'box', None, PERSON_CLASSES, False)
+            samples[pred['ID']].clip_all_boader()
+        self._samples = samples
+        return samples
 
     def compare(self, samples):
         self._score_list = super().compare(samples)

@@ -14,7 +14,7 @@ from mmdet.structures.bbox import get_box_tensor, scale_boxes
 from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
 
 from mm_ext._registry import register
-from mm_ext.core.nms import batched_crowd_nms
+from .crowd_nms import run_crowd_nms
 
 
 @register(MODELS)
@@ -37,13 +37,18 @@ class NOHBBoxHead(Shared2FCBBoxHead):
     the NOH deltas regress that GT (``bbox_coder`` encoding, smooth-L1 ``beta`` 1) on
     foreground RoIs whose nearby IoU exceeds ``noh_bbox_iou_thr``, divided by the
     number of sampled RoIs (``noh_uniform_divisor``). Inference decodes the
-    hallucinated boxes from the RoIs and runs the NMS chosen by
-    ``test_cfg.nms.type`` (``'noh'``, ``'greedy'``, ``'soft'``, ``'adaptive'``) from
-    :func:`mm_ext.core.nms.batched_crowd_nms`; remaining ``nms`` keys are its keyword
-    arguments (``iou_threshold``, ``noh_score_thr``, ``sigma``, ``flag_thr``,
-    ``min_score``, ``soft_method``, ``soft_sigma``, ``legacy_iou_offset``).
-    ``test_cfg.clip_border=False`` keeps boxes unclipped (official). Predictions
-    carry ``noh_scores`` (K,) and ``noh_bboxes`` (K, 4) besides bboxes/scores/labels.
+    detections and the hallucinated boxes (w.r.t. the RoIs) with ``bbox_coder``,
+    which clips both to the image unless ``bbox_coder.clip_border=False``
+    (official: no clipping), exactly as mmdet's heads decode, then runs
+    ``test_cfg.nms`` on all classes in one call: mmdet's own types and keys
+    (``nms``, ``soft_nms`` with ``method``, ``class_agnostic``, ``split_thr``) or the
+    crowd family (``crowd_nms`` with ``method`` = ``'noh'`` / ``'greedy'`` /
+    ``'adaptive'`` / ``'soft_linear'`` / ``'soft_gaussian'``, or ``noh_nms``); see
+    :mod:`mm_ext.mmdet.noh.crowd_nms` for the keys. Predictions carry
+    ``noh_scores`` (K,) and ``noh_bboxes`` (K, 4) besides bboxes/scores/labels;
+    with ``rcnn_test_cfg=None`` the raw per-RoI outputs are returned (for a caller
+    that merges them), and :class:`NOHTTAModel` keeps the NOH outputs through
+    test-time augmentation.
 
     Args:
         fc_out_channels (int): width of the detection FCs. Defaults to 1024.
@@ -234,8 +239,13 @@ class NOHBBoxHead(Shared2FCBBoxHead):
     def _predict_noh_single(self, roi: Tensor, cls_score: Tensor, bbox_pred: Tensor,
                             noh_score: Optional[Tensor], noh_pred: Optional[Tensor], img_meta: dict,
                             rescale: bool, rcnn_test_cfg: Optional[ConfigDict]) -> InstanceData:
+        """One image: decode (clipping as ``bbox_coder.clip_border`` says), rescale, NMS."""
         results = InstanceData()
         with_noh = noh_score is not None
+        if rcnn_test_cfg is not None and 'clip_border' in rcnn_test_cfg:
+            raise ValueError('rcnn test_cfg.clip_border is not read: set bbox_head.bbox_coder.clip_border '
+                             '(False = official NOH-NMS, boxes not clipped) so that every NMS variant and '
+                             'mmdet heads decode identically')
         if roi.shape[0] == 0 and rcnn_test_cfg is not None:
             results.bboxes = roi.new_zeros(0, 4)
             results.scores = roi.new_zeros(0)
@@ -245,13 +255,12 @@ class NOHBBoxHead(Shared2FCBBoxHead):
                 results.noh_bboxes = roi.new_zeros(0, 4)
             return results
         scores = F.softmax(cls_score, dim=-1)
-        clip = rcnn_test_cfg.get('clip_border', True) if rcnn_test_cfg is not None else True
-        max_shape = img_meta['img_shape'] if clip else None
+        img_shape = img_meta['img_shape']  # the coder clips to it unless clip_border=False
         num_rois = roi.size(0)
         reg_classes = 1 if self.reg_class_agnostic else self.num_classes
         bboxes = self.bbox_coder.decode(roi[:, 1:].repeat_interleave(reg_classes, dim=0),
-                                        bbox_pred.view(-1, self.bbox_coder.encode_size), max_shape=max_shape)
-        noh_bboxes = self.bbox_coder.decode(roi[:, 1:], noh_pred) if with_noh else None
+                                        bbox_pred.view(-1, self.bbox_coder.encode_size), max_shape=img_shape)
+        noh_bboxes = self.bbox_coder.decode(roi[:, 1:], noh_pred, max_shape=img_shape) if with_noh else None
         if rescale and num_rois > 0:
             inv = [1 / s for s in img_meta['scale_factor']]
             bboxes = scale_boxes(bboxes, inv)
@@ -261,7 +270,7 @@ class NOHBBoxHead(Shared2FCBBoxHead):
         if with_noh:
             noh_bboxes = get_box_tensor(noh_bboxes)
             noh_p = noh_score.sigmoid()
-        if rcnn_test_cfg is None:  # test-time augmentation: raw outputs, no NMS
+        if rcnn_test_cfg is None:  # raw outputs for a caller that merges them itself
             results.bboxes, results.scores = bboxes, scores
             if with_noh:
                 results.noh_scores, results.noh_bboxes = noh_p, noh_bboxes
@@ -270,18 +279,15 @@ class NOHBBoxHead(Shared2FCBBoxHead):
         num_classes = scores.size(1) - 1
         cls_s = scores[:, :-1]
         boxes = bboxes.view(num_rois, -1, 4).expand(num_rois, num_classes, 4)
-        labels = torch.arange(num_classes, device=roi.device).expand(num_rois, num_classes)
         valid = (cls_s > rcnn_test_cfg.score_thr).nonzero()
         r, c = valid[:, 0], valid[:, 1]
-        nms_cfg = dict(rcnn_test_cfg.get('nms', {}))
-        method = nms_cfg.pop('type', 'noh')
-        keep, final = batched_crowd_nms(
-            boxes[r, c], cls_s[r, c], labels[r, c],
-            noh_p[r] if with_noh else None, noh_bboxes[r] if with_noh else None,
-            method=method, max_num=rcnn_test_cfg.get('max_per_img', -1), **nms_cfg)
-        results.bboxes = boxes[r, c][keep]
+        boxes, labels = boxes[r, c], c
+        keep, final = run_crowd_nms(boxes, cls_s[r, c], labels, rcnn_test_cfg.get('nms'),
+                                    noh_p[r] if with_noh else None, noh_bboxes[r] if with_noh else None,
+                                    max_num=rcnn_test_cfg.get('max_per_img', -1))
+        results.bboxes = boxes[keep]
         results.scores = final
-        results.labels = labels[r, c][keep]
+        results.labels = labels[keep]
         if with_noh:
             results.noh_scores = noh_p[r][keep]
             results.noh_bboxes = noh_bboxes[r][keep]
