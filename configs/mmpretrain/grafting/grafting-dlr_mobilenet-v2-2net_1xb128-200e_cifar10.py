@@ -1,0 +1,3 @@
+# Filter grafting, 2 networks, README dlr recipe (LR 0.05 / 0.1, per-iteration cosine); mobilenet-v2 on CIFAR-10.
+_base_ = ['./_base_/model_cifar_mobilenet_v2.py', './_base_/cifar10_grafting.py', './_base_/schedule_cifar_dlr.py',
+          './_base_/grafting_runtime.py']
