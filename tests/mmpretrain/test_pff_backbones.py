@@ -56,7 +56,7 @@ def _batch(n=2, seed=0):
 
 
 def _kill_some_stripes(model):
-    """Every third filter of each regularised skeleton dies, and the border rows of the others
+    """Every third filter of each regularised skeleton dies, and the top and bottom kernel rows of all
     (the hook zeroes them at its first step and masks the BN of removable dead filters)."""
     with torch.no_grad():
         for _, m in model.named_modules():
@@ -64,8 +64,8 @@ def _kill_some_stripes(model):
                 fs = m.filter_skeleton
                 fs[::3] = 0.01
                 if fs.shape[1] >= 3:
-                    fs[1::3, 0, :] = 0.01
-                    fs[1::3, -1, :] = 0.01
+                    fs[:, 0, :] = 0.01
+                    fs[:, -1, :] = 0.01
 
 
 class _Log:
@@ -151,7 +151,7 @@ def test_pruned_arch_at_construction_fine_tunes_the_pruned_weights():
     torch.manual_seed(1)
     fresh = MODELS.build(dict(cfg, pruned_arch=arch))
     fresh.load_state_dict(pruned.state_dict())
-    pcs = [m for m in fresh.modules() if isinstance(m, PrunedConv2d)]
+    pcs = [m for m in fresh.modules() if isinstance(m, PrunedConv2d) and m.stripe_weight.numel()]
     assert pcs and not any(isinstance(m, FilterSkeletonConv2d) for m in fresh.modules())
     opt = torch.optim.SGD(fresh.parameters(), lr=0.1)
     in_opt = {id(p) for g in opt.param_groups for p in g['params']}
@@ -197,6 +197,7 @@ print(json.dumps(dict(mm_ext=any(k.startswith('mm_ext') for k in sys.modules), k
 '''
 
 
+@pytest.mark.slow  # a fresh interpreter importing stock mmpretrain
 @pytest.mark.parametrize('name', ['cifar_resnet8', 'mobilenetv2'])
 def test_stock_mmpretrain_loads_the_plain_export(name, tmp_path):
     backbone, ch, neck = BACKBONES[name]

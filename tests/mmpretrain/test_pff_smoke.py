@@ -2,6 +2,9 @@
 the config's fixed threshold, and the pruned model fine-tunes through tools/train.py."""
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -64,3 +67,17 @@ def test_pff_digits_train_prune_export_finetune(repo_root, dataset, tmp_path, ca
     stripe_keys = [k for k in before if k.endswith('stripe_weight')]
     assert stripe_keys and all(after[k].shape == before[k].shape for k in stripe_keys)
     assert all(not torch.equal(after[k], before[k]) for k in stripe_keys)
+
+    # and under DDP (2 gloo ranks through tools/dist_train.sh): the optimiser and DDP hold the pruned parameters
+    ddp = tmp_path / 'ddp'
+    env = dict(os.environ, PORT='29631', PYTHON=sys.executable)
+    r = subprocess.run(['bash', 'tools/dist_train.sh', str(tmp_path / 'pruned_finetune.py'), '2', '--work-dir', str(ddp),
+                        '--cfg-options', *data, 'train_dataloader.dataset.indices=64', 'train_dataloader.batch_size=16',
+                        'train_cfg.max_epochs=1', 'train_cfg.val_interval=10', 'param_scheduler=[]',
+                        'default_hooks.checkpoint.interval=1'],
+                       cwd=repo_root, capture_output=True, text=True, timeout=600, env=env)
+    out_text = r.stdout + r.stderr
+    assert r.returncode == 0, out_text[-4000:]
+    assert 'Distributed training: True' in out_text
+    after_ddp = torch.load(ddp / 'epoch_1.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert all(not torch.equal(after_ddp[k], before[k]) for k in stripe_keys)

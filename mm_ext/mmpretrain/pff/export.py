@@ -48,6 +48,9 @@ def plain_backbone(backbone: nn.Module) -> GraphModule:
     finally:
         backbone.train(was)
     gm = GraphModule(backbone, graph, class_name=f'Pruned{type(backbone).__name__}')
+    # the pickle would otherwise name this module's tracer class (re-used when unpickling)
+    gm._tracer_cls = None
+    gm.graph._tracer_cls = None
     gm.train(was)
     for m in gm.modules():
         mod = type(m).__module__
@@ -90,9 +93,11 @@ def write_plain_export(classifier: nn.Module, cfg, out_stem: Path, example: torc
     from mmengine.config import Config
 
     gm = plain_backbone(classifier.backbone)
+    classifier.backbone.eval()  # (some host backbones' train() returns None: no chaining)
+    gm.eval()
     with torch.no_grad():
-        ref = classifier.backbone.eval()(example)
-        got = gm.eval()(example)
+        ref = classifier.backbone(example)
+        got = gm(example)
     ref = ref if isinstance(ref, (tuple, list)) else (ref, )
     got = got if isinstance(got, (tuple, list)) else (got, )
     err = max(float((a - b).abs().max()) for a, b in zip(ref, got))
@@ -107,7 +112,7 @@ def write_plain_export(classifier: nn.Module, cfg, out_stem: Path, example: torc
     # the classifier's state dict with the traced backbone's names (same qualified names)
     state = {f'backbone.{k}': v for k, v in gm.state_dict().items()}
     for k, v in classifier.state_dict().items():
-        if not k.startswith('backbone.') and not k.startswith('data_preprocessor.') and k != '_extra_state':
+        if not k.startswith('backbone.') and k != '_extra_state':
             state[k] = v
     _atomic_save({'meta': meta, 'state_dict': state}, ckpt_path)
 
@@ -126,7 +131,9 @@ def write_plain_export(classifier: nn.Module, cfg, out_stem: Path, example: torc
         model['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor.to_dict()
                                                    if hasattr(cfg.data_preprocessor, 'to_dict')
                                                    else dict(cfg.data_preprocessor))
-    text = ['# PFF-pruned model exported by tools/pff_prune.py: stock mmpretrain, no mm_ext needed.',
+    text = ['# PFF-pruned model exported by tools/pff_prune.py: stock mmpretrain builds and loads the model without',
+            '# mm_ext (data settings are copied from the training config; a GeneratedCIFAR10 data set needs',
+            "# custom_imports=dict(imports=['mm_ext.mmpretrain.datasets']) or the stock CIFAR10 with real data).",
             '# The backbone is a plain torch model (ordinary nn.Conv2d, channels removed, kernels cropped),',
             f'# pickled in {bb_path.name}; weights: {ckpt_path.name} (load_from / --checkpoint).',
             f'# Source: {meta.get("config", "")} @ {meta.get("source_checkpoint", "")}',
