@@ -56,6 +56,12 @@ def test_noh_runner_one_iteration_then_predict(dataset, tmp_path, one_thread):
         model.roi_head.test_cfg.nms['type'] = method
         with torch.no_grad():
             outs[method] = model.test_step(batch)
+    # outside no_grad (the outputs require grad): the same predictions
+    model.roi_head.test_cfg.nms['type'] = 'noh'
+    with_grad = model.test_step(batch)
+    for a, b in zip(with_grad, outs['noh']):
+        assert torch.equal(a.pred_instances.bboxes.detach(), b.pred_instances.bboxes)
+        assert torch.equal(a.pred_instances.scores.detach(), b.pred_instances.scores)
     for method, samples in outs.items():
         assert len(samples) == len(batch['data_samples'])
         pred = samples[0].pred_instances
