@@ -406,8 +406,9 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
             E pairs in which the picked box ``src`` (E,) acts on ``dst`` (E,) with IoU
             ``iou`` (E,), with ``extras`` converted to the arrays of the path (numpy or
             torch); returns the (E,) factors and the (E,) bool flags (or None for no
-            flags). Called only for pairs whose source has its gate set (and is not
-            flagged), once per pair.
+            flags). Called once per round for the pairs applied in it (each pair at
+            most once); the factor is replaced by 0 where the source's gate is off or
+            it is flagged. Only used when some ``gate`` is set.
         extras (dict[str, Tensor], optional): per-box tensors ``edge_fn`` needs.
         min_score (float): candidates whose score falls below it are dropped. Defaults to 0.
         max_num (int): keep at most this many (highest final score); <= 0 keeps all.
@@ -479,8 +480,8 @@ def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min
 
     ``u < v`` index each overlapping pair, ``iou`` is its IoU; ``active`` = gate and
     not flagged. ``edges(src, dst, iou)`` gives the factors (and flags) of the pairs
-    applied in a round, only for those (each pair is applied at most once), or is
-    None for greedy suppression.
+    applied in a round (each pair is applied at most once), or is None for greedy
+    suppression.
     """
     xp = ops.xp
     n = cur.shape[0]
