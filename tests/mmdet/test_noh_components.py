@@ -37,8 +37,9 @@ def test_noh_components_registered_and_reload_is_idempotent():
 
     from mmdet.registry import TRANSFORMS
 
-    for reg, name in ((MODELS, 'NOHRoIHead'), (MODELS, 'NOHBBoxHead'), (MODELS, 'NOHAvgPoolFPN'), (MODELS, 'NOHRPNHead'),
-                      (MODELS, 'NOHTTAModel'), (TASK_UTILS, 'NOHNearbyAssigner'), (TRANSFORMS, 'NOHSelectBodyBox'),
+    for reg, name in ((MODELS, 'NOHRoIHead'), (MODELS, 'NOHBBoxHead'), (MODELS, 'NOHAvgPoolFPN'),
+                      (MODELS, 'NOHRPNHead'), (MODELS, 'NOHTTAModel'), (TASK_UTILS, 'NOHNearbyAssigner'),
+                      (TRANSFORMS, 'NOHSelectBodyBox'),
                       (TASK_UTILS, 'NOHIoAIgnoreAssigner'), (METRICS, 'CrowdHumanRecallMetric')):
         assert reg.get(name) is not None, name
     importlib.reload(noh_bbox_head)
@@ -570,7 +571,8 @@ def test_avg_pool_fpn_p6_is_2x2_average_of_p5():
 def test_synth_crowd_vbox_config_selects_visible_boxes(repo_root):
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(repo_root / 'configs/mmdet/noh/noh-nms_faster-rcnn_r18-w16_fpn_1xb4-400i_synth-crowd-vbox.py'))
+    cfg = Config.fromfile(
+        str(repo_root / 'configs/mmdet/noh/noh-nms_faster-rcnn_r18-w16_fpn_1xb4-400i_synth-crowd-vbox.py'))
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
         names = [t['type'] for t in loader.dataset.pipeline]
         assert names.index('NOHSelectBodyBox') < names.index('LoadAnnotations')
