@@ -4,7 +4,9 @@ Every fix is idempotent and applied by :func:`apply_all` when ``mm_ext`` or
 ``reid_ext`` is imported. None of them imports mmdet, mmaction2, mmpretrain or
 torchreid eagerly.
 """
+from .atomic_save import apply as _apply_atomic_save
 from .checkpoint import apply as _apply_checkpoint
+from .data_validation import apply as _apply_data_validation
 from .mmaction_drn import apply as _apply_mmaction_drn
 
 __all__ = ['apply_all']
@@ -13,3 +15,5 @@ __all__ = ['apply_all']
 def apply_all() -> None:
     _apply_mmaction_drn()
     _apply_checkpoint()
+    _apply_atomic_save()
+    _apply_data_validation()

@@ -64,6 +64,8 @@ def prepare_cfg(cfg, args, for_test: bool = False):
         wrapper = dict(cfg.get('model_wrapper_cfg', None) or dict(type='MMDistributedDataParallel'))
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
+    from .progress_hook import inject_progress
+    inject_progress(cfg)  # only when $MMEXT_PROGRESS_FILE is set (demo progress lines)
     if for_test:
         return cfg
     if getattr(args, 'amp', False):
@@ -78,12 +80,23 @@ def prepare_cfg(cfg, args, for_test: bool = False):
             import mm_ext.engine.cpu_amp  # noqa: F401  registers CPUAmpOptimWrapper
             ow['type'] = 'CPUAmpOptimWrapper'
             ow.pop('loss_scale', None)
+    if not getattr(args, 'no_exact_resume', False):
+        from .exact_resume import inject_exact_resume
+        inject_exact_resume(cfg)
     if args.resume == 'auto':
+        from .checkpoint_files import find_resume_checkpoint
         cfg.resume = True
-        cfg.load_from = None
+        # newest intact checkpoint (a truncated/corrupt latest one is skipped with a warning);
+        # None: nothing to resume, mmengine starts from scratch
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file')
+        from .checkpoint_files import checkpoint_problem
+        why = checkpoint_problem(args.resume)
+        if why is not None:
+            raise RuntimeError(f'--resume {args.resume}: {why}. Use an intact checkpoint, e.g. '
+                               f'--resume with no file picks the newest intact one in the work dir.')
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
