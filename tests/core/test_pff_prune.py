@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from mm_ext.core.pruning import (CifarResNet, CifarVGG, DroppedBlock, FilterSkeletonConv2d, PrunedConv2d,
-                                 build_pruned_arch, count_params, count_params_flops, equip_filter_skeleton, fold_batchnorm,
+                                 build_pruned_arch, count_params, count_params_flops, decode_arch, encode_arch, equip_filter_skeleton, fold_batchnorm,
                                  filter_skeleton_convs, fold_filter_skeleton, mask_bn_by_liveness, plain_conv,
                                  prune_filter_skeleton, pruned_arch, trace_channel_groups)
 
@@ -107,10 +107,12 @@ def test_pruned_arch_rebuilds_fresh_model_before_loading(form, dead_blocks, fold
     if form == 'plain':
         assert net.body.layer2[0].conv1.kernel_size == (1, 3) and net.body.layer2[0].conv1.padding == (0, 1)
     arch = pruned_arch(net)
+    record = encode_arch(arch)  # deterministic bytes (a tensor: state dicts broadcast under DDP)
+    assert record.dtype == torch.uint8 and torch.equal(encode_arch(decode_arch(record)), record)
     sd = net.state_dict()
     fresh = _Classifier(CifarResNet(8, 8))
     equip_filter_skeleton(fresh)
-    assert build_pruned_arch(fresh, arch) > 0
+    assert build_pruned_arch(fresh, decode_arch(record)) > 0
     assert not any(isinstance(m, FilterSkeletonConv2d) for m in fresh.modules())
     assert isinstance(fresh.body.layer1[0], DroppedBlock) == (dead_blocks == 'exact_drop')
     fresh.load_state_dict(sd)  # strict: same keys and shapes

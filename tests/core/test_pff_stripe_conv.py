@@ -50,7 +50,7 @@ def test_choose_forms_stores_the_choice_in_the_state_dict():
     assert set(chosen) == {'0', '2'} and all(f in PrunedConv2d.FORMS for f in chosen.values())
     net[0].form, net[2].form = 'gather', 'nchw'  # whatever was measured, the stored form is what runs
     sd = net.state_dict()
-    assert sd['0._extra_state'] == {'form': 'gather'}
+    assert PrunedConv2d.FORMS[int(sd['0.form_index'])] == 'gather'  # a tensor: DDP broadcasts state dicts
     fresh = nn.Sequential(PrunedConv2d(5, mask, 1, 1, bias=True, dtype=x.dtype), nn.ReLU(),
                           PrunedConv2d(7, mask[:4], 2, 1, dtype=x.dtype))
     fresh.load_state_dict(sd)

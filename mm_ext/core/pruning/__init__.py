@@ -14,7 +14,7 @@ from .channel_graph import ChannelGroup, trace_channel_groups
 from .regularizer import FilterSkeletonRegularizer
 from .skeleton_update import (add_l1_sign_grad, fs_l1_penalty, threshold_skeleton, mask_bn_by_liveness,
                               zero_dead_momentum)
-from .prune import (DroppedBlock, build_pruned_arch, count_params, count_params_flops, drop_dead_blocks, fold_batchnorm,
+from .prune import (DroppedBlock, build_pruned_arch, decode_arch, encode_arch, count_params, count_params_flops, drop_dead_blocks, fold_batchnorm,
                     fold_filter_skeleton, plain_conv, prune_filter_skeleton, pruned_arch, stripe_masks,
                     vanishing_dead_channels)
 
@@ -26,5 +26,5 @@ __all__ = [
     'zero_dead_momentum', 'prune_filter_skeleton', 'stripe_masks', 'count_params', 'count_params_flops',
     'fold_filter_skeleton', 'skeleton_ineligibility', 'skeleton_kind', 'dense_layers', 'compute_dtype',
     'choose_forms', 'DroppedBlock', 'build_pruned_arch', 'drop_dead_blocks', 'plain_conv', 'pruned_arch',
-    'vanishing_dead_channels', 'fold_batchnorm'
+    'vanishing_dead_channels', 'fold_batchnorm', 'encode_arch', 'decode_arch'
 ]

@@ -7,8 +7,11 @@
    its BN/activation (so outputs are unchanged);
 3. turn every pruned conv into a :class:`PrunedConv2d` (stripe storage, fastest form).
 """
+import json
 import warnings
 from typing import Dict, List, Optional, Tuple
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -21,7 +24,7 @@ from .surgery import _set_child
 
 __all__ = ['stripe_masks', 'fold_filter_skeleton', 'prune_filter_skeleton', 'reshape_to_state_dict',
            'count_params_flops', 'plain_conv', 'DroppedBlock', 'drop_dead_blocks', 'vanishing_dead_channels',
-           'pruned_arch', 'build_pruned_arch', 'fold_batchnorm']
+           'pruned_arch', 'build_pruned_arch', 'fold_batchnorm', 'encode_arch', 'decode_arch']
 
 
 @torch.no_grad()
@@ -403,6 +406,39 @@ def pruned_arch(model: nn.Module) -> dict:
         elif type(m) is nn.Identity and name:
             specs[name] = dict(kind='identity')  # e.g. a BN folded into its conv (fold_batchnorm)
     return dict(version=ARCH_VERSION, modules=specs)
+
+
+def encode_arch(arch: Optional[dict]) -> torch.Tensor:
+    """An arch record (:func:`pruned_arch`) as a deterministic uint8 tensor (JSON; masks bit-packed);
+    empty for None. Being a tensor, it can live in a state dict that DDP broadcasts."""
+    if arch is None:
+        return torch.zeros(0, dtype=torch.uint8)
+    mods = {}
+    for name, spec in arch['modules'].items():
+        spec = dict(spec)
+        if 'stripe_mask' in spec:
+            m = spec['stripe_mask'].to(torch.bool).cpu()
+            spec['stripe_mask'] = dict(shape=list(m.shape), bits=np.packbits(m.flatten().numpy()).tobytes().hex())
+        mods[name] = spec
+    text = json.dumps(dict(version=arch['version'], modules=mods), sort_keys=True, separators=(',', ':'))
+    return torch.tensor(list(text.encode()), dtype=torch.uint8)
+
+
+def decode_arch(record: torch.Tensor) -> Optional[dict]:
+    """Inverse of :func:`encode_arch`."""
+    if record.numel() == 0:
+        return None
+    obj = json.loads(bytes(record.cpu().tolist()).decode())
+    for spec in obj['modules'].values():
+        for k in ('kernel_size', 'stride', 'padding', 'dilation'):
+            if isinstance(spec.get(k), list):
+                spec[k] = tuple(spec[k])
+        if isinstance(spec.get('stripe_mask'), dict):
+            sm = spec['stripe_mask']
+            n = int(np.prod(sm['shape']))
+            bits = np.unpackbits(np.frombuffer(bytes.fromhex(sm['bits']), dtype=np.uint8))[:n]
+            spec['stripe_mask'] = torch.from_numpy(bits.astype(bool)).view(*sm['shape'])
+    return obj
 
 
 def _param_like(old: Optional[torch.Tensor], shape, requires_grad=True):

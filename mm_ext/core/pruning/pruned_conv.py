@@ -24,7 +24,7 @@ class PrunedConv2d(StripeConv2d):
       dead filters' BN constants while computing only its live filters;
     - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`.
 
-    The form is a plain attribute stored in the state dict (``_extra_state``); it is
+    The form is stored in the state dict (buffer ``form_index``, an index into ``FORMS``); it is
     chosen once by :func:`choose_forms` at export (never by timing inside ``forward``),
     so inference is deterministic and traceable. Every form follows the input's device
     and dtype and, under ``torch.autocast``, computes in the autocast dtype.
@@ -38,7 +38,9 @@ class PrunedConv2d(StripeConv2d):
 
     def __init__(self, *args, form: str = 'dense', **kwargs):
         super().__init__(*args, **kwargs)
-        self.form = self._check_form(form)
+        # the form travels in the state dict as a tensor (index into FORMS), so DDP can broadcast it
+        self.register_buffer('form_index', torch.tensor(self.FORMS.index(self._check_form(form))))
+        self._form = form
         self._dense_cache: Optional[Tuple] = None
 
     @classmethod
@@ -49,12 +51,21 @@ class PrunedConv2d(StripeConv2d):
         return form
 
     # ------------------------------------------------------------ state
-    def get_extra_state(self):
-        return {'form': self.form}
+    @property
+    def form(self) -> str:
+        return self._form
 
-    def set_extra_state(self, state) -> None:
-        if isinstance(state, dict) and 'form' in state:
-            self.form = self._check_form(state['form'])
+    @form.setter
+    def form(self, value: str) -> None:
+        self._form = self._check_form(value)
+        self.form_index.fill_(self.FORMS.index(value))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        i = int(self.form_index)
+        if not 0 <= i < len(self.FORMS):
+            raise ValueError(f'PrunedConv2d: {prefix}form_index={i} is not an index into {self.FORMS}')
+        self._form = self.FORMS[i]
 
     # ------------------------------------------------------------ dense form
     def crop_radii(self) -> Tuple[int, int]:

@@ -112,7 +112,7 @@ def write_plain_export(classifier: nn.Module, cfg, out_stem: Path, example: torc
     # the classifier's state dict with the traced backbone's names (same qualified names)
     state = {f'backbone.{k}': v for k, v in gm.state_dict().items()}
     for k, v in classifier.state_dict().items():
-        if not k.startswith('backbone.') and k != '_extra_state':
+        if not k.startswith('backbone.') and k != 'pff_arch_record':
             state[k] = v
     _atomic_save({'meta': meta, 'state_dict': state}, ckpt_path)
 

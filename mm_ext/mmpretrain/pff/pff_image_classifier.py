@@ -9,7 +9,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
 from mm_ext._registry import register
-from mm_ext.core.pruning import (build_pruned_arch, equip_filter_skeleton, filter_skeleton_convs, fs_l1_penalty,
+from mm_ext.core.pruning import (build_pruned_arch, decode_arch, encode_arch, equip_filter_skeleton, filter_skeleton_convs, fs_l1_penalty,
                                  prune_filter_skeleton, pruned_arch)
 
 
@@ -20,7 +20,10 @@ def load_pruned_arch(path: str) -> dict:
         raise FileNotFoundError(f'pruned_arch: {path!r} not found; write it with tools/pff_prune.py')
     obj = torch.load(path, map_location='cpu', weights_only=True)
     if isinstance(obj, dict) and 'state_dict' in obj:
-        obj = obj['state_dict'].get('_extra_state', {}).get('pff_arch', obj)
+        record = obj['state_dict'].get('pff_arch_record')
+        if record is None or decode_arch(record) is None:
+            raise ValueError(f'pruned_arch: {path!r} is not a pruned checkpoint (no pff_arch_record)')
+        obj = decode_arch(record)
     return obj
 
 
@@ -83,7 +86,7 @@ class PFFImageClassifier(ImageClassifier):
             raise ValueError(f'PFFImageClassifier: no nn.Conv2d matched fs_include={fs_include!r} '
                              f'(fs_exclude={fs_exclude!r}); check the module names of the backbone')
         self.fs_l1_alpha = 0.0
-        self.pff_arch: Optional[dict] = None
+        self.pff_arch = None
         if pruned_arch is not None:
             where = pruned_arch if isinstance(pruned_arch, str) else 'pruned_arch'
             arch = load_pruned_arch(pruned_arch) if isinstance(pruned_arch, str) else pruned_arch
@@ -117,16 +120,23 @@ class PFFImageClassifier(ImageClassifier):
                 [m.filter_skeleton for _, m in filter_skeleton_convs(self) if m.regularized], self.fs_l1_alpha)
         return losses
 
-    def get_extra_state(self):
-        """The pruned architecture (None before pruning) travels in the state dict."""
-        return {'pff_arch': self.pff_arch}
+    @property
+    def pff_arch(self) -> Optional[dict]:
+        """The pruned architecture record (None before pruning); it travels in the state dict as the
+        uint8 buffer ``pff_arch_record`` (a tensor, so DDP's state broadcast works)."""
+        return self._pff_arch
 
-    def set_extra_state(self, state) -> None:
-        pass  # applied in _load_from_state_dict, before the children load
+    @pff_arch.setter
+    def pff_arch(self, arch: Optional[dict]) -> None:
+        self._pff_arch = arch
+        record = encode_arch(arch)
+        if 'pff_arch_record' in self._buffers:
+            record = record.to(self._buffers['pff_arch_record'].device)
+        self.register_buffer('pff_arch_record', record)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        extra = state_dict.get(prefix + '_extra_state')
-        arch = extra.get('pff_arch') if isinstance(extra, dict) else None
+        record = state_dict.get(prefix + 'pff_arch_record')
+        arch = decode_arch(record) if record is not None else None
         if arch is not None and self.pff_arch is None:
             build_pruned_arch(self, arch, where='checkpoint')
             self.pff_arch = arch
