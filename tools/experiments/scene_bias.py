@@ -160,26 +160,37 @@ def features(model, x, batch=64):
     return torch.cat(out)
 
 
-def evaluate(f, splits, seed):
+def evaluate(f, splits, seed, folds=5):
     """All probe accuracies of one model's features (see the module docstring)."""
+    from functools import partial
+
     from mm_ext.core.video import linear_probe
+    probe = partial(linear_probe, seed=seed, folds=folds)
     ytr, yte = splits['train'][1], splits['test'][1]
-    (val, test), l2 = linear_probe(f['train'], ytr, [(f['val'], splits['val'][1]),
-                                                     (f['test'], yte)], seed=seed)
-    (test_dp,), _ = linear_probe(f['probe'], splits['probe'][1], [(f['test'], yte)], seed=seed)
-    (static,), _ = linear_probe(f['train_static'], ytr, [(f['test_static'], yte)], seed=seed)
-    (scene,), _ = linear_probe(f['train'], splits['train'][2], [(f['test'], splits['test'][2])],
-                               seed=seed)
+    (val, test), l2 = probe(f['train'], ytr, [(f['val'], splits['val'][1]), (f['test'], yte)])
+    (test_dp,), _ = probe(f['probe'], splits['probe'][1], [(f['test'], yte)])
+    n_st = len(f['test_static'])  # the static control may use the first n test clips only
+    (static,), _ = probe(f['train_static'], ytr, [(f['test_static'], yte[:n_st])])
+    (scene,), _ = probe(f['train'], splits['train'][2], [(f['test'], splits['test'][2])])
     # reversal-sensitive pair: 2-way probe on train clips of classes 0 / 1, tested on theirs
     tr01, te01 = ytr < 2, yte < 2
-    (pair,), _ = linear_probe(f['train'][tr01], ytr[tr01], [(f['test'][te01], yte[te01])],
-                              seed=seed)
+    (pair,), _ = probe(f['train'][tr01], ytr[tr01], [(f['test'][te01], yte[te01])])
     return dict(val=val, test=test, test_dp=test_dp, static=static, scene=scene, pair=pair,
                 probe_l2=l2)
 
 
-def run_seed(seed, work_dir, methods, epochs, data_opts, data_root=None, log=print):
-    """One seed: its own dataset (data seed = seed), every method, all probes; rows (dicts)."""
+def _merge_rows(path, rows):
+    """seed*/rows.json keeps the rows of methods run earlier for the same seed."""
+    old = json.loads(path.read_text()) if path.exists() else []
+    new = {(r['method'], r['epochs']) for r in rows}
+    keep = [r for r in old if (r['method'], r['epochs']) not in new]
+    _write_atomic(path, json.dumps(keep + rows, indent=1))
+
+
+def run_seed(seed, work_dir, methods, epochs, data_opts, data_root=None, log=print, folds=5,
+             static_max=None):
+    """One seed: its own dataset (data seed = seed), every method, all probes; rows (dicts),
+    also merged into ``work_dir/rows.json`` after each method."""
     import mm_ext.mmaction  # noqa: F401  (registers the video-SSL components)
     from mmengine.logging import MMLogger
     from mm_ext.datagen import make_dataset
@@ -202,13 +213,14 @@ def run_seed(seed, work_dir, methods, epochs, data_opts, data_root=None, log=pri
                          0 if method == 'random' else epochs, seed, n_train)
         f = {s: features(model, v[0]) for s, v in splits.items()}
         f['train_static'] = features(model, static_clips(splits['train'][0]))
-        f['test_static'] = features(model, static_clips(splits['test'][0]))
+        f['test_static'] = features(model, static_clips(splits['test'][0][:static_max]))
         t_train = time.time() - t1
         row = dict(method=method, seed=seed, epochs=epochs, n_train=n_train,
-                   n_test=len(splits['test'][1]), **evaluate(f, splits, seed))
+                   n_test=len(splits['test'][1]), **evaluate(f, splits, seed, folds))
         row['seconds'] = time.time() - t1
         row['train_seconds'] = t_train
         rows.append(row)
+        _merge_rows(Path(work_dir) / 'rows.json', [row])
         log(f'[scene_bias] seed {seed} {method:10s} {row["seconds"]:5.0f}s: test {row["test"]:.1f} '
             f'test_dp {row["test_dp"]:.1f} val {row["val"]:.1f} pair {row["pair"]:.1f} '
             f'static {row["static"]:.1f} scene {row["scene"]:.1f}')
@@ -335,11 +347,12 @@ def _write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def collect(work_dir):
+def collect(work_dir, epochs=None):
+    """All rows of seed*/rows.json (of one pretraining length if ``epochs`` is given)."""
     rows = []
     for p in sorted(Path(work_dir).glob('seed*/rows.json')):
         rows += json.loads(p.read_text())
-    return rows
+    return [r for r in rows if epochs is None or r['epochs'] == epochs]
 
 
 def report(work_dir, rows=None):
@@ -371,6 +384,9 @@ def main(argv=None):
                    help=f'dataset size option (default {DATA_OPTS}), e.g. train_per_class=50')
     p.add_argument('--data-root', default=None,
                    help='use this dataset for every seed instead of generating one per seed')
+    p.add_argument('--folds', type=int, default=5, help='cross-validation folds of the probes')
+    p.add_argument('--static-max', type=int, default=None,
+                   help='static-frame control on the first N test clips only (default: all)')
     p.add_argument('--report-only', action='store_true', help='aggregate seed*/rows.json')
     p.add_argument('--no-report', action='store_true', help='only write seed*/rows.json')
     a = p.parse_args(argv)
@@ -396,7 +412,8 @@ def main(argv=None):
     if a.jobs > 1 and len(seeds) > 1:
         procs, pending = [], list(seeds)
         base = [sys.executable, __file__, '--work-dir', str(work), '--methods', a.methods,
-                '--epochs', str(a.epochs), '--threads', str(a.threads)] + \
+                '--epochs', str(a.epochs), '--threads', str(a.threads), '--folds', str(a.folds)] + \
+            (['--static-max', str(a.static_max)] if a.static_max else []) + \
             [x for kv in a.data_opt for x in ('--data-opt', kv)] + \
             (['--data-root', a.data_root] if a.data_root else [])
         while pending or procs:
@@ -409,8 +426,8 @@ def main(argv=None):
             procs.pop(0)
         return report(work)
     for seed in seeds:
-        rows = run_seed(seed, work / f'seed{seed}', methods, a.epochs, opts, data_root)
-        _write_atomic(work / f'seed{seed}' / 'rows.json', json.dumps(rows, indent=1))
+        run_seed(seed, work / f'seed{seed}', methods, a.epochs, opts, data_root, folds=a.folds,
+                 static_max=a.static_max)
     if a.no_report:
         return True
     return report(work)
