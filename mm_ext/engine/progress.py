@@ -66,11 +66,17 @@ def _last_line(log) -> str:
 
 
 class ProgressLine:
-    """One status line on ``stream`` (default: the real stderr, even under redirection)."""
+    """One status line on ``stream`` (default: the terminal's stderr, even under redirection).
+
+    Call :meth:`close` at the end (it prints the final line and releases the stream).
+    """
 
     def __init__(self, label: str, stream=None, every: Optional[float] = None, width: int = 24):
         self.label, self.width = label, width
-        self.stream = stream or sys.__stderr__
+        self._own = stream is None
+        # a private copy of the terminal's fd 2, so that later redirections (also dup2 of fd 2
+        # into a log file) do not swallow the progress line
+        self.stream = stream or os.fdopen(os.dup(sys.__stderr__.fileno()), 'w', buffering=1)
         self.tty = bool(getattr(self.stream, 'isatty', lambda: False)())
         self.every = float(os.environ.get('MMEXT_PROGRESS_EVERY', 15)) if every is None else every
         self.t0 = time.time()
@@ -118,6 +124,8 @@ class ProgressLine:
         else:
             self.stream.write(text + '\n')
         self.stream.flush()
+        if self._own:
+            self.stream.close()
 
 
 def _status_note(st: dict) -> str:
