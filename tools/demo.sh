@@ -10,12 +10,14 @@ t0=$(date +%s)
 say() { printf '\n===== [demo %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 say "digits-cifar: ResNet-18 (width 16) through tools/train.py + tools/test.py"
-"$PY" tools/make_data.py digits-cifar
+"$PY" tools/make_data.py digits-cifar > "$OUT/make_data.log" 2>&1 || { tail -30 "$OUT/make_data.log"; exit 1; }
 cfg=configs/mmpretrain/digits/resnet18-w16_1xb64-6e_digits-cifar.py
-"$PY" tools/train.py "$cfg" --work-dir "$OUT/digits" > "$OUT/digits.train.log" 2>&1 \
-  || { tail -30 "$OUT/digits.train.log"; exit 1; }
+# host output goes to the log files; a progress line shows the run (mm_ext/engine/progress.py)
+"$PY" -m mm_ext.engine.progress --label "train 6 epochs" --log "$OUT/digits.train.log" -- \
+  "$PY" tools/train.py "$cfg" --work-dir "$OUT/digits"
 ckpt=$(cat "$OUT/digits/last_checkpoint")
-"$PY" tools/test.py "$cfg" "$ckpt" --work-dir "$OUT/digits" 2>&1 | tee "$OUT/digits.test.log" | tail -1
+"$PY" -m mm_ext.engine.progress --label "test" --log "$OUT/digits.test.log" -- \
+  "$PY" tools/test.py "$cfg" "$ckpt" --work-dir "$OUT/digits"
 "$PY" - "$OUT/digits.test.log" <<'PYEOF'
 import json, sys
 m = json.loads(open(sys.argv[1]).read().rsplit('metrics: ', 1)[1].splitlines()[0])

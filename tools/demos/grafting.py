@@ -8,7 +8,6 @@ weight entropy over the epochs (``work_dirs/demo/grafting/entropy.png``).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,11 +36,9 @@ def main():
            f'train_cfg.max_epochs={e}', f'param_scheduler.0.milestones=[{max(1, round(e * 0.6))},{max(2, round(e * 0.85))}]',
            f'default_hooks.checkpoint.interval={e}']
     log = wd / 'train.log'
-    with open(log, 'w') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1')))
-    if proc.returncode != 0:
-        raise SystemExit(f'grafting demo: training failed; log {log}:\n' + '\n'.join(log.read_text().splitlines()[-30:]))
+    from mm_ext.engine.progress import run_logged  # output in the log, a progress line on the terminal
+    run_logged(cmd, log, f'grafting train {e} epochs', cwd=REPO,
+               env=dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1')))
     recs = [json.loads(line) for line in jl.read_text().splitlines()]
     # validation metrics per epoch from the runner's scalar log
     scal = sorted((wd / 'train').glob('*/vis_data/scalars.json'))[-1]

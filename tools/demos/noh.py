@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -43,11 +42,8 @@ def _train(cfg, work_dir, iters, data_root):
     # one intra-op thread: the ops are small, and on a shared 2-core machine several OpenMP
     # threads spinning against other processes slow training down by an order of magnitude
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    with open(log, 'w') as f:
-        r = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if r.returncode != 0:
-        print(log.read_text()[-4000:])
-        raise SystemExit(f'training failed (log: {log})')
+    from mm_ext.engine.progress import run_logged  # output in the log, a progress line on the terminal
+    run_logged(cmd, log, f'noh train {iters} iterations', cwd=REPO, env=env)
     return (work_dir / 'train' / 'last_checkpoint').read_text().strip()
 
 
@@ -213,7 +209,8 @@ def main(argv=None):
     rows = {}
     out_png = work_dir / 'noh_crowd.png'
     test_log = work_dir / 'test.log'
-    with _quiet(test_log):
+    from mm_ext.engine.progress import Heartbeat
+    with Heartbeat(f'noh test {len(a.methods)} NMS variants', log=test_log), _quiet(test_log):
         runner = Runner.from_cfg(cfg)  # its logger writes to the redirected streams
         for method in a.methods:
             _set_nms(runner.model, method)

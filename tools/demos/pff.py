@@ -7,7 +7,6 @@ and measured speed, and keep the stripe-survival heatmap.
 """
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,13 +16,8 @@ CFG = 'configs/mmpretrain/pff/pff_vgg-w8_1xb64-20e_digits-cifar.py'
 
 
 def run(cmd, log):
-    with open(log, 'w') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = Path(log).read_text().splitlines()[-30:]
-        raise SystemExit(f'pff demo: {" ".join(map(str, cmd))} failed ({proc.returncode}); log {log}:\n' +
-                         '\n'.join(tail))
-    return Path(log).read_text()
+    from mm_ext.engine.progress import run_logged  # output in the log, a progress line on the terminal
+    return run_logged(cmd, log, f'pff {Path(log).stem}', cwd=REPO)
 
 
 def main():
