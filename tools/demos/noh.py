@@ -221,11 +221,11 @@ def main(argv=None):
     n_val = len(runner.test_dataloader.dataset)
     print(f'\nNOH-NMS demo: same trained model and the same decoded, unclipped boxes for every NMS; '
           f'{n_val} synth-crowd validation images (AP / Recall higher is better, MR^-2 lower)')
-    print(f'{"NMS":<10} {"test_cfg.rcnn.nms":<48} {"AP":>7} {"Recall":>7} {"MR^-2":>7}  mmdet AP/MR')
+    print(f'{"NMS":<10} {"test_cfg.rcnn.nms":<66} {"AP":>7} {"Recall":>7} {"MR^-2":>7}  mmdet AP/MR')
     for method, m in rows.items():
         same = m['crowd_human/mAP'] == m['mmdet/mAP'] and m['crowd_human/mMR'] == m['mmdet/mMR']
         desc = ', '.join(f'{k}={v}' for k, v in NMS_CFGS[method].items() if k not in ('noh_score_thr', 'flag_thr'))
-        print(f'{method:<10} {desc:<48} {100 * m["crowd_human/mAP"]:7.2f} {100 * m["crowd_human/Recall"]:7.2f} '
+        print(f'{method:<10} {desc:<66} {100 * m["crowd_human/mAP"]:7.2f} {100 * m["crowd_human/Recall"]:7.2f} '
               f'{100 * m["crowd_human/mMR"]:7.2f}  {"same" if same else "DIFFERENT"}')
     g, n = rows.get('greedy'), rows.get('noh')
     if g and n:
