@@ -323,20 +323,22 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     k_hi = xp.floor(yrel_s + (c * shrink / band_h) * h_s) - yband_s
     koff = ops.arange(2 * _BANDS + 1, boxes) - _BANDS
     kf = ops.to_float(koff, key)[:, None]
-    base = (band_s[None, :] + kf) * span + xs_s[None, :]  # (2B + 1, N) window starts
-    hi = xp.searchsorted(key_s, (base + reach[None, :]).reshape(-1), side='left')
-    lo = xp.searchsorted(key_s, base[_BANDS + 1:].reshape(-1), side='left')
-    # bands above: x1_j > x1_i strictly (a tie pair in two bands is found once, from above)
-    lo_up = xp.searchsorted(key_s, base[:_BANDS].reshape(-1), side='right')
-    pos = ops.arange(n, boxes)
-    lo = ops.cat([lo_up, pos + 1, lo])  # own band: the partners after i
-    valid = ((k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)).reshape(-1)
-    counts = ops.clip0(hi - lo) * valid
+    base = ((band_s[None, :] + kf) * span + xs_s[None, :]).reshape(-1)  # (2B + 1) x N window starts
+    q = ops.nz(((k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)).reshape(-1))  # bands the window touches
+    anchor = q % n
+    a, b = (int(x) for x in xp.searchsorted(q, ops.arange(2, boxes) * n + _BANDS * n))  # row blocks of q
+    qbase = ops.take(base, q)
+    hi = xp.searchsorted(key_s, qbase + ops.take(reach, anchor), side='left')
+    # bands above: x1_j > x1_i strictly (a tie pair in two bands is found once, from above);
+    # own band: the partners after the anchor; bands below: x1_j >= x1_i
+    lo = ops.cat([xp.searchsorted(key_s, qbase[:a], side='right'), anchor[a:b] + 1,
+                  xp.searchsorted(key_s, qbase[b:], side='left')])
+    counts = ops.clip0(hi - lo)
     total = int(counts.sum())
     if total == 0:
         return empty, empty, boxes[:0, 0]
-    # candidate pairs as positions in the sorted order: run r of anchor first_s[r]
-    first_s = ops.repeat(ops.cat([pos] * (2 * _BANDS + 1)), counts, total)
+    # candidate pairs as positions in the sorted order
+    first_s = ops.repeat(anchor, counts, total)
     second_s = ops.arange(total, boxes) + ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
     cols_s = ops.take_cols(cols, order)
     cf, cs = ops.take_cols(cols_s, first_s), ops.take_cols(cols_s, second_s)  # (4, C)
@@ -509,10 +511,13 @@ def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min
         else:
             s_src = ops.take(src, fs)
             on = ops.take(active, s_src)  # a box without (or with a spent) NOH suppresses greedily
-            factor, flag = edges(s_src, s_dst, ops.take(iou, fs if e is None else ops.take(e, fs)))
-            ops.mul_at(cur, s_dst, xp.where(on, ops.to_float(factor, cur), 0.0))
-            if flag is not None:
-                active[s_dst[flag & on]] = False
+            if bool(on.any()):
+                factor, flag = edges(s_src, s_dst, ops.take(iou, fs if e is None else ops.take(e, fs)))
+                ops.mul_at(cur, s_dst, xp.where(on, ops.to_float(factor, cur), 0.0))
+                if flag is not None:
+                    active[s_dst[flag & on]] = False
+            else:
+                cur[s_dst] = 0
             alive = alive & (cur >= min_score)  # NaN compares False: dropped
         ke = ops.nz(ops.take(alive, u) & ops.take(alive, v))
         u, v, iou = ops.take(u, ke), ops.take(v, ke), ops.take(iou, ke)
