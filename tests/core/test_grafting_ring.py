@@ -1,4 +1,5 @@
 """Ring exchange over 3 gloo ranks == the one-process ring graft."""
+import io
 import os
 import socket
 
@@ -27,7 +28,9 @@ def _worker(rank, world, port, q):
     own = _state(rank)
     pred = ring_exchange(own)
     out = graft_state_dict(own, pred, _coefs(own, pred))
-    q.put((rank, {k: v.clone() for k, v in pred.items()}, out))
+    buf = io.BytesIO()  # plain bytes: tensors sent through the queue would share memory with an exited process
+    torch.save((rank, dict(pred), out), buf)
+    q.put(buf.getvalue())
     dist.barrier()
     dist.destroy_process_group()
 
@@ -42,7 +45,8 @@ def test_three_rank_ring_equals_one_process():
     procs = [ctx.Process(target=_worker, args=(r, world, port, q)) for r in range(world)]
     for p in procs:
         p.start()
-    got = dict((r, (pred, out)) for r, pred, out in (q.get(timeout=120) for _ in range(world)))
+    msgs = [torch.load(io.BytesIO(q.get(timeout=120))) for _ in range(world)]
+    got = {r: (pred, out) for r, pred, out in msgs}
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

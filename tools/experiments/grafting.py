@@ -120,6 +120,11 @@ def main(argv=None):
     ap.add_argument('--tune-seed', type=int, default=100)
     ap.add_argument('--train-per-class', type=int, default=150)
     ap.add_argument('--invalid-threshold', type=float, nargs='+', default=[0.1, 0.01])
+    ap.add_argument('--tuned-lr', type=float, default=None,
+                    help='use this LR for the tuned arm instead of sweeping (e.g. from an earlier --tune-only run)')
+    ap.add_argument('--tune-only', action='store_true', help='only run the LR sweep')
+    ap.add_argument('--merge', nargs='+', default=None,
+                    help='only aggregate the results.json of these work dirs (runs split over processes)')
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--work-dir', default='work_dirs/experiments/grafting')
     args = ap.parse_args(argv)
@@ -129,12 +134,21 @@ def main(argv=None):
     from mm_ext.datagen import make_dataset
 
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        rows, sweep, tuned_lr = [], [], args.tuned_lr
+        for d in args.merge:
+            res = json.loads((Path(d) / 'results.json').read_text())
+            rows += res['rows']
+            sweep += [tuple(x) for x in res['sweep']]
+            tuned_lr = res['tuned_lr'] if res['tuned_lr'] is not None else tuned_lr
+        report(args, rows, sweep, tuned_lr, time.time())
+        return 0
     opts = {} if args.train_per_class == 150 else {'train_per_class': args.train_per_class,
                                                     'suffix': f'tpc{args.train_per_class}'}
     data_root = make_dataset('clutter-shapes-cifar', root=REPO / 'data', **opts)
     t_start = time.time()
-    rows, tuned_lr, sweep = [], None, []
-    if 'tuned' in args.arms:
+    rows, tuned_lr, sweep = [], args.tuned_lr, []
+    if ('tuned' in args.arms or args.tune_only) and tuned_lr is None:
         for lr in args.lr_grid:
             r = run_arm('baseline', args.tune_seed, args, data_root, lr=lr)
             sweep.append((lr, r['metrics'][-1]['accuracy/top1']))
@@ -142,7 +156,7 @@ def main(argv=None):
                   flush=True)
         tuned_lr = max(sweep, key=lambda x: x[1])[0]
         print(f'tuned baseline lr = {tuned_lr:g}', flush=True)
-    for seed in args.seeds:
+    for seed in ([] if args.tune_only else args.seeds):
         for arm in args.arms:
             r = run_arm(arm if arm != 'tuned' else 'tuned', seed, args, data_root,
                         lr=tuned_lr if arm == 'tuned' else None)
@@ -150,14 +164,23 @@ def main(argv=None):
             v = row_values(r, args.invalid_threshold[0])
             print(f'[seed {seed}] {arm:9s} best {v["best"]:.2f} final {v["final"]:.2f} '
                   f'invalid {v["invalid"]:.2f}% ({r["time_s"]:.0f} s)', flush=True)
+    report(args, rows, sweep, tuned_lr, t_start)
+    return 0
+
+
+def report(args, rows, sweep, tuned_lr, t_start):
+    """Print and write the table of ``rows`` (atomic ``results.json`` / ``results.txt``)."""
     thr = args.invalid_threshold[0]
+    arms = [a for a in args.arms if any(r['arm'] == a for r in rows)]
+    seeds = sorted({r['seed'] for r in rows})
+    rows = sorted(rows, key=lambda r: (r['arm'], r['seed']))
     lines = [f'clutter-shapes-cifar ({args.train_per_class}/class train, 100/class test), ResNet-20-w8, '
-             f'{args.epochs} epochs, seeds {args.seeds}; tuned LR {tuned_lr} from {sweep}',
+             f'{args.epochs} epochs, seeds {seeds}; tuned LR {tuned_lr} from {sweep}',
              f'top-1 % of a member (2-net arms: mean of both members); mean +- std [95% CI]; invalid = filters '
              f'with L1 < {thr} (%)',
              f'{"arm":10s} {"best-epoch top-1":>26s} {"final top-1":>26s} {"invalid %":>22s} {"ensemble":>10s}']
     table = {}
-    for arm in args.arms:
+    for arm in arms:
         vals = [row_values(r, thr) for r in rows if r['arm'] == arm]
         table[arm] = vals
         cells = []
@@ -171,7 +194,7 @@ def main(argv=None):
     for ref in ('baseline', 'tuned'):
         if ref not in table:
             continue
-        for arm in args.arms:
+        for arm in arms:
             if arm == ref or arm not in table:
                 continue
             cells = []
@@ -186,7 +209,6 @@ def main(argv=None):
     write_atomic(Path(args.work_dir) / 'results.json',
                  json.dumps({'args': vars(args), 'tuned_lr': tuned_lr, 'sweep': sweep, 'rows': rows}, indent=1))
     write_atomic(Path(args.work_dir) / 'results.txt', text + '\n')
-    return 0
 
 
 if __name__ == '__main__':
