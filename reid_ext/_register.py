@@ -17,6 +17,7 @@ MODELS: Dict[str, str] = {
     'bnneck_tiny': 'reid_ext.models.bnneck_resnet:bnneck_tiny',
     'bnneck_resnet18': 'reid_ext.models.bnneck_resnet:bnneck_resnet18',
     'bnneck_resnet50': 'reid_ext.models.bnneck_resnet:bnneck_resnet50',
+    'bnneck_se_resnext101': 'reid_ext.models.bnneck_resnet:bnneck_se_resnext101',
     'va_reid_tiny': 'reid_ext.models.va_reid_net:va_reid_tiny',
     'va_reid_resnet18': 'reid_ext.models.va_reid_net:va_reid_resnet18',
     'va_reid_resnet50': 'reid_ext.models.va_reid_net:va_reid_resnet50',

@@ -1,16 +1,25 @@
 """Default yacs configuration of ``tools/reid_train.py`` (deep-person-reid's scripts/main.py style).
 
-YAML files override these keys; unknown keys raise (yacs), so every method's node is declared
-here (``va_reid`` now; later methods add theirs).
+YAML files override these keys; unknown keys raise (yacs). Every key of deep-person-reid's
+``scripts/default_config.py`` exists here with its meaning, so its YAML files merge; the
+reid_ext additions are marked. A method declares its own top-level node through
+:func:`reid_ext.registry.register_engine` (or :func:`~reid_ext.registry.register_config_node`);
+:func:`get_default_config` collects them. YAML files load with :func:`load_config`, which imports
+the file's ``custom_imports`` modules first.
 """
+import os.path as osp
+
 from yacs.config import CfgNode as CN
 
-__all__ = ['get_default_config']
+__all__ = ['get_default_config', 'load_config']
 
 
 def get_default_config() -> CN:
+    import reid_ext.engines  # noqa: F401  (registers reid_ext's engines and their nodes)
+    from reid_ext.registry import CONFIG_NODES
     cfg = CN()
     cfg.use_gpu = False
+    cfg.custom_imports = []  # reid_ext: modules to import before merging (register engines, nodes)
 
     cfg.model = CN()
     cfg.model.name = 'bnneck_resnet50'
@@ -34,6 +43,7 @@ def get_default_config() -> CN:
     cfg.data.norm_mean = [0.485, 0.456, 0.406]
     cfg.data.norm_std = [0.229, 0.224, 0.225]
     cfg.data.save_dir = 'work_dirs/reid'
+    cfg.data.load_train_targets = False
 
     cfg.market1501 = CN()
     cfg.market1501.use_500k_distractors = False
@@ -44,7 +54,15 @@ def get_default_config() -> CN:
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = 'RandomIdentitySampler'
+    cfg.sampler.train_sampler_t = 'RandomSampler'
     cfg.sampler.num_instances = 4
+    cfg.sampler.num_cams = 1
+    cfg.sampler.num_datasets = 1
+
+    cfg.video = CN()  # accepted for deep-person-reid YAMLs; video re-ID is not supported
+    cfg.video.seq_len = 15
+    cfg.video.sample_method = 'evenly'
+    cfg.video.pooling_method = 'avg'
 
     cfg.train = CN()
     cfg.train.optim = 'adam'
@@ -65,6 +83,14 @@ def get_default_config() -> CN:
     cfg.train.warmup_factor = 0.01
     cfg.train.print_freq = 20
     cfg.train.seed = 1
+    # reid_ext additions
+    cfg.train.amp = False  # mixed precision (--amp): fp16 + GradScaler on GPU, bf16 autocast on CPU
+    cfg.train.amp_dtype = 'auto'  # auto | float16 | bfloat16
+    cfg.train.deterministic = False  # torch deterministic algorithms (bit-exact resume on GPU)
+    cfg.train.checkpoint_period = 1  # full checkpoint every N epochs (independent of evaluation)
+    cfg.train.checkpoint_iters = 0  # and every N iterations inside an epoch (0: off)
+    cfg.train.checkpoint_keep = 3  # resume checkpoints kept (older ones are deleted)
+    cfg.train.sync_bn = False  # convert BatchNorm to SyncBatchNorm under DDP
 
     cfg.sgd = CN()
     cfg.sgd.momentum = 0.9
@@ -86,22 +112,7 @@ def get_default_config() -> CN:
     cfg.loss.triplet = CN()
     cfg.loss.triplet.margin = 0.3
     cfg.loss.triplet.weight_t = 1.0
-
-    cfg.va_reid = CN()
-    cfg.va_reid.view_label_file = ''  # '' = the dataset's own file (synth-ped) or none
-    cfg.va_reid.num_views = 3
-    cfg.va_reid.scale = 30.0
-    cfg.va_reid.lsr = 'valsr'  # valsr | static | adaptive | none
-    cfg.va_reid.epsilon = 0.2
-    cfg.va_reid.weight_id = 1.0
-    cfg.va_reid.weight_view = 1.0
-    cfg.va_reid.weight_t = 1.0
-    cfg.va_reid.margin = 0.6
-    cfg.va_reid.weight_vp = 1.0
-    cfg.va_reid.vaal = False
-    cfg.va_reid.vaal_margin_id = 0.3
-    cfg.va_reid.vaal_margin_view = 0.1
-    cfg.va_reid.vaal_reg_weight = 1.0
+    cfg.loss.triplet.weight_x = 1.0  # CE weight with loss.name triplet (deep-person-reid default: 0)
 
     cfg.test = CN()
     cfg.test.batch_size = 128
@@ -114,4 +125,64 @@ def get_default_config() -> CN:
     cfg.test.rerank = False
     cfg.test.visrank = False
     cfg.test.visrank_topk = 10
+    cfg.test.flip = False  # reid_ext: average the features of the image and its mirror image
+    cfg.test.export_features = ''  # reid_ext: npz with features, paths, pids, camids per target
+
+    if 'va_reid' not in CONFIG_NODES:  # until the VA-reID engine declares its own node
+        cfg.va_reid = _va_reid_node()
+    for name, defaults in CONFIG_NODES.items():
+        if name in cfg:
+            raise KeyError(f'config node {name!r} of a registered engine clashes with a built-in '
+                           f'key of reid_ext.config; rename the node')
+        cfg[name] = defaults()
     return cfg
+
+
+def load_config(path: str, opts=()) -> CN:
+    """Defaults + the YAML ``path`` (its ``custom_imports`` imported first) + ``opts``.
+
+    Args:
+        path (str): YAML file.
+        opts (Sequence): ``KEY VALUE`` pairs merged last (yacs ``merge_from_list``).
+    """
+    import yaml
+
+    from reid_ext.registry import import_modules
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file {path!r} not found')
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f'{path}: expected a mapping of config nodes, got {type(raw).__name__}')
+    import_modules(raw.get('custom_imports') or [])
+    opts = list(opts)
+    for k, v in zip(opts[::2], opts[1::2]):
+        if k == 'custom_imports':
+            import_modules(yaml.safe_load(v) if isinstance(v, str) else v)
+    cfg = get_default_config()
+    try:
+        cfg.merge_from_file(path)
+    except KeyError as e:
+        raise KeyError(f'{path}: {e}; a method node needs its engine module listed under '
+                       f'custom_imports') from e
+    cfg.merge_from_list(opts)
+    return cfg
+
+
+def _va_reid_node() -> CN:
+    node = CN()
+    node.view_label_file = ''  # '' = the dataset's own file (synth-ped) or none
+    node.num_views = 3
+    node.scale = 30.0
+    node.lsr = 'valsr'  # valsr | static | adaptive | none
+    node.epsilon = 0.2
+    node.weight_id = 1.0
+    node.weight_view = 1.0
+    node.weight_t = 1.0
+    node.margin = 0.6
+    node.weight_vp = 1.0
+    node.vaal = False
+    node.vaal_margin_id = 0.3
+    node.vaal_margin_view = 0.1
+    node.vaal_reg_weight = 1.0
+    return node

@@ -6,17 +6,24 @@
     python tools/reid_train.py --config-file CFG --test-only model.load_weights PATH
     python tools/reid_train.py --config-file CFG --visrank model.load_weights PATH
     python tools/reid_train.py --config-file CFG train.max_epoch 5 data.save_dir work_dirs/x
+    python tools/reid_train.py --config-file CFG --amp                 # mixed precision
+    python tools/reid_train.py --config-file CFG --test-only --export-features feats.npz \
+        model.load_weights PATH
+    bash tools/reid_dist_train.sh CFG 4 [options]                      # DDP (torchrun)
 
-Trailing ``KEY VALUE`` pairs override the config (yacs ``merge_from_list``).
+Trailing ``KEY VALUE`` pairs override the config (yacs ``merge_from_list``). Under torchrun or
+srun every process runs this script; rank 0 alone logs and writes checkpoints.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 import time
 
 import reid_ext  # noqa: F401  (registers models and datasets)
+from reid_ext import dist as rdist
 from reid_ext.apis import run
-from reid_ext.config import get_default_config
+from reid_ext.config import load_config
 
 
 def parse_args(argv=None):
@@ -29,13 +36,17 @@ def parse_args(argv=None):
     p.add_argument('--resume', default=None, help="checkpoint to resume from, or 'auto'")
     p.add_argument('--test-only', action='store_true', help='evaluate only (test.evaluate)')
     p.add_argument('--visrank', action='store_true', help='evaluate and save ranked-result pictures')
+    p.add_argument('--amp', action='store_true',
+                   help='mixed precision (train.amp): fp16 + GradScaler on GPU, bfloat16 on CPU')
+    p.add_argument('--export-features', default=None, metavar='NPZ',
+                   help='save test features, paths, pids and camids (test.export_features)')
+    p.add_argument('--flip', action='store_true', help='flip test-time augmentation (test.flip)')
     p.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
     return p.parse_args(argv)
 
 
 def build_config(args):
-    cfg = get_default_config()
-    cfg.merge_from_file(args.config_file)
+    cfg = load_config(args.config_file)
     if args.root is not None:
         cfg.data.root = args.root
     if args.sources is not None:
@@ -50,6 +61,12 @@ def build_config(args):
         cfg.test.evaluate = True
     if args.visrank:
         cfg.test.visrank = True
+    if args.amp:
+        cfg.train.amp = True
+    if args.export_features is not None:
+        cfg.test.export_features = args.export_features
+    if args.flip:
+        cfg.test.flip = True
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     return cfg
@@ -59,15 +76,28 @@ def main(argv=None):
     import torchreid
     args = parse_args(argv)
     cfg = build_config(args)
-    log = osp.join(cfg.data.save_dir, ('test' if cfg.test.evaluate else 'train') + '.log-' +
-                   time.strftime('%Y-%m-%d-%H-%M-%S'))
-    sys.stdout = torchreid.utils.Logger(log)
-    print(f'Config:\n{cfg}')
+    rdist.init_distributed(cfg.use_gpu)
+    if rdist.is_main_process():
+        log = osp.join(cfg.data.save_dir, ('test' if cfg.test.evaluate else 'train') + '.log-' +
+                       time.strftime('%Y-%m-%d-%H-%M-%S'))
+        sys.stdout = torchreid.utils.Logger(log)
+        print(f'Config:\n{cfg}')
+        if rdist.is_distributed():
+            print(f'DDP: {rdist.get_world_size()} processes, global batch '
+                  f'{rdist.get_world_size() * cfg.train.batch_size}')
+    else:
+        sys.stdout = open(os.devnull, 'w')  # rank 0 alone prints
     engine = run(cfg)
-    for name, res in engine.results.items():
-        print(f'{name}: mAP {res["mAP"]:.4f}  Rank-1 {res["rank1"]:.4f}')
+    if rdist.is_main_process():
+        for name, res in engine.results.items():
+            print(f'{name}: mAP {res["mAP"]:.4f}  Rank-1 {res["rank1"]:.4f}')
     return engine
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    finally:
+        if rdist.is_distributed():
+            import torch.distributed as dist
+            dist.destroy_process_group()

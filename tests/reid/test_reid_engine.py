@@ -4,12 +4,13 @@ import importlib
 import pytest
 import torch
 
-torchreid = pytest.importorskip('torchreid')
+import torchreid  # noqa: E402  (a missing host fails, CI is strict)
 
 import reid_ext  # noqa: E402
 from reid_ext import _register  # noqa: E402
 from reid_ext.apis import find_last_checkpoint, run  # noqa: E402
-from reid_ext.config import get_default_config  # noqa: E402
+from reid_ext.config import get_default_config, load_config  # noqa: E402
+from reid_ext.registry import ENGINES  # noqa: E402
 from reid_ext.datagen.synth_ped import generate  # noqa: E402
 
 SMALL = dict(num_train_ids=8, num_test_ids=6, cams_per_id=3, images_per_cam=2, num_distractors=4,
@@ -43,6 +44,13 @@ def small_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope='module')
+def learn_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('learn')
+    generate(root / 'synth-ped', seed=5, **dict(SMALL, num_train_ids=16, num_test_ids=12))
+    return root
+
+
 def _cfg(root, save_dir, engine='va_reid', **extra):
     cfg = get_default_config()
     cfg.merge_from_list([
@@ -56,11 +64,34 @@ def _cfg(root, save_dir, engine='va_reid', **extra):
     return cfg
 
 
+def _total_loss(summary):
+    return sum(v for k, v in summary.items() if k.startswith('loss'))
+
+
+def _assert_learns(engine_name, root, tmp_path, **more):
+    """Training lowers the loss and lifts mAP above the untrained network (same seed)."""
+    extra = {'train.max_epoch': 8, 'train.lr': 0.003, 'train.stepsize': [100],
+             'train.batch_size': 16, 'loss.name': 'triplet', **more}
+    untrained = run(_cfg(root, tmp_path / 'untrained', engine_name, **extra,
+                         **{'test.evaluate': True}))
+    engine = run(_cfg(root, tmp_path / 'trained', engine_name, **extra))
+    hist = engine.history
+    assert len(hist) == 8
+    assert _total_loss(hist[-1]) < 0.7 * _total_loss(hist[0]), hist
+    before, after = (untrained.results['synth_ped']['mAP'], engine.results['synth_ped']['mAP'])
+    assert after > before + 0.05, (before, after)
+    return engine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('engine_name', ['softmax', 'va_reid'])
+def test_engine_learns(engine_name, learn_root, tmp_path):
+    _assert_learns(engine_name, learn_root, tmp_path)
+
+
 @pytest.mark.slow
 def test_va_reid_engine_epoch_checkpoint_and_resume(small_root, tmp_path):
-    engine = run(_cfg(small_root, tmp_path))
-    res = engine.results['synth_ped']
-    assert 0.0 <= res['mAP'] <= 1.0 and isinstance(res['rank1'], float)
+    run(_cfg(small_root, tmp_path))
     ckpt = find_last_checkpoint(str(tmp_path))
     assert ckpt.endswith('model.pth.tar-1')
     state = torch.load(ckpt, weights_only=True)  # Python floats only: the strict loader accepts it
@@ -76,36 +107,14 @@ def test_va_reid_engine_epoch_checkpoint_and_resume(small_root, tmp_path):
     model.load_state_dict(loaded['state_dict'])
 
 
-@pytest.mark.slow
-def test_va_reid_engine_fallback_viewpoints_and_softmax_engine(small_root, tmp_path):
-    from reid_ext.datasets.side_labels import SideLabels
-    from reid_ext.engines import VAReIDEngine
-    from reid_ext.apis import build_datamanager, build_model, build_optimizer, build_scheduler
-    cfg = _cfg(small_root, tmp_path)
-    dm = build_datamanager(cfg)
-    model = build_model(cfg, dm.num_train_pids)
-    opt = build_optimizer(cfg, model)
-    names = [item[0] for item in dm.train_loader.dataset.train]
-    half = {n.split('/')[-1]: 1 for n in names[::2]}  # only half the images have a viewpoint
-    engine = VAReIDEngine(dm, model, opt, build_scheduler(cfg, opt),
-                          side_labels={'viewpoint': SideLabels(half)}, scale=8.0, vaal=True)
-    model.train()
-    summary = engine.forward_backward(next(iter(dm.train_loader)))
-    assert {'loss_id', 'loss_view', 'loss_reg', 'loss_t', 'loss_vp'} <= set(summary)
-    assert all(torch.isfinite(torch.tensor(v)) for v in summary.values())
-    base = run(_cfg(small_root, tmp_path / 'softmax', engine='softmax'))
-    assert 'synth_ped' in base.results
-
-
 def test_every_reid_config_merges_into_the_defaults(repo_root):
     files = sorted((repo_root / 'configs' / 'reid').rglob('*.yaml'))
     assert files
     factory = getattr(torchreid.models, '__model_factory')
     for f in files:
-        cfg = get_default_config()
-        cfg.merge_from_file(str(f))  # yacs raises on unknown keys
+        cfg = load_config(str(f))  # yacs raises on unknown keys; custom_imports imported first
         assert cfg.model.name in factory, f
-        assert cfg.engine.name in ('softmax', 'va_reid'), f
+        assert cfg.engine.name in ENGINES, f
 
 
 @pytest.mark.slow
@@ -134,7 +143,7 @@ def test_reid_train_cli_test_only_with_visrank(small_root, tmp_path, repo_root):
 
 @pytest.mark.cuda
 @pytest.mark.slow
-def test_va_reid_engine_epoch_on_cuda(small_root, tmp_path):
-    engine = run(_cfg(small_root, tmp_path, **{'use_gpu': True}))
+@pytest.mark.parametrize('engine_name', ['softmax', 'va_reid'])
+def test_engine_learns_on_cuda(engine_name, learn_root, tmp_path):
+    engine = _assert_learns(engine_name, learn_root, tmp_path, **{'use_gpu': True})
     assert next(engine.model.parameters()).is_cuda
-    assert 0.0 <= engine.results['synth_ped']['mAP'] <= 1.0
