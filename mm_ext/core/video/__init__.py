@@ -20,7 +20,8 @@ from .video_contrastive import MODES, ContrastiveConfig, disturb, video_contrast
 __all__ = [
     'background_erasing', 'BNC3D', 'BNInceptionI3D', 'convert_official_state_dict', 'SyncBatchNorm',
     'batch_shuffle', 'batch_unshuffle', 'convert_sync_batchnorm', 'world_info', 'linear_probe',
-    'paired_summary', 'summarize', 't_quantile', 'double_normalization_mean_std', 'knn_classify', 'dsm_triplet_loss', 'infonce_with_extra_negative',
+    'paired_summary', 'summarize', 't_quantile', 'double_normalization_mean_std', 'knn_classify',
+    'dsm_triplet_loss', 'infonce_with_extra_negative',
     'temporal_consistency_loss', 'momentum_update', 'ProjectionHead', 'concat_all_gather',
     'enqueue_wraparound', 'retrieval_recall', 'push_warp', 'random_push_params', 'tps_solve',
     'tps_transform', 'tps_warp', 'reverse_time', 'sample_anchor_and_negative', 'temporal_eda',
