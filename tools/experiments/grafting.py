@@ -161,6 +161,8 @@ def main(argv=None):
             r = run_arm(arm if arm != 'tuned' else 'tuned', seed, args, data_root,
                         lr=tuned_lr if arm == 'tuned' else None)
             rows.append(r)
+            write_atomic(Path(args.work_dir) / 'results.json',  # partial results survive an interruption
+                         json.dumps({'args': vars(args), 'tuned_lr': tuned_lr, 'sweep': sweep, 'rows': rows}, indent=1))
             v = row_values(r, args.invalid_threshold[0])
             print(f'[seed {seed}] {arm:9s} best {v["best"]:.2f} final {v["final"]:.2f} '
                   f'invalid {v["invalid"]:.2f}% ({r["time_s"]:.0f} s)', flush=True)
