@@ -25,7 +25,7 @@ ACT (arXiv 1912.01349) blends in a source-aware term: ``d = (1 - lam) d_J + lam 
 ``s_i = min_src (1 - exp(-||x_i - x_src||²))``, divided by its maximum over i
 (:func:`source_distance`, :func:`act_distance`).
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -216,7 +216,8 @@ def k_reciprocal_jaccard(x: torch.Tensor, k1: int = 20, k2: int = 6, precomputed
         0), 1 for pairs that share no expanded neighbour.
     """
     if x.dim() != 2:
-        raise ValueError(f'x must be (N, D) features or an (N, N) distance matrix, got {tuple(x.shape)}')
+        raise ValueError(f'x must be (N, D) features or an (N, N) distance matrix, got '
+                         f'{tuple(x.shape)}')
     n = x.shape[0]
     if precomputed and x.shape[1] != n:
         raise ValueError(f'precomputed=True needs a square distance matrix, got {tuple(x.shape)}')

@@ -35,8 +35,8 @@ def _cfg(repo_root, root, save_dir, *extra):
         'data.root', str(root), 'data.save_dir', str(save_dir), 'model.load_weights', '',
         'data.height', '32', 'data.width', '16', 'train.batch_size', '8', 'test.batch_size', '32',
         'train.checkpoint_period', '1', 'train.checkpoint_iters', '1', 'train.checkpoint_keep',
-        '50', 'act.num_rounds', '1', 'act.epochs', '2', 'act.rho', '0.05', 'act.min_samples', '3', 'act.eval_direct',
-        'False', 'train.seed', '3', *extra])
+        '50', 'act.num_rounds', '1', 'act.epochs', '2', 'act.rho', '0.05', 'act.min_samples', '3',
+        'act.eval_direct', 'False', 'train.seed', '3', *extra])
 
 
 def _same_state(a, b):
