@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    'PairClasses', 'pair_classes', 'observed_pairs', 'valsr_targets', 'valsr_loss', 'static_direction_lsr_targets', 'adaptive_lsr_targets',
-    'soft_cross_entropy', 'margin_logits', 'angular_prototype_regularizer', 'vaal_loss'
+    'PairClasses', 'pair_classes', 'observed_pairs', 'valsr_targets', 'valsr_loss',
+    'static_direction_lsr_targets', 'adaptive_lsr_targets', 'soft_cross_entropy', 'margin_logits', 'angular_prototype_regularizer', 'vaal_loss'
 ]
 
 

@@ -4,7 +4,7 @@ import torch.nn as nn
 
 from .backbones import build_backbone
 
-__all__ = ['BNNeckReID', 'bnneck_tiny', 'bnneck_resnet18', 'bnneck_resnet50']
+__all__ = ['BNNeckReID', 'bnneck_tiny', 'bnneck_resnet18', 'bnneck_resnet50', 'bnneck_se_resnext101']
 
 
 class BNNeckReID(nn.Module):
@@ -61,4 +61,10 @@ def bnneck_resnet18(num_classes, loss='softmax', pretrained=False, **kwargs):
 
 def bnneck_resnet50(num_classes, loss='softmax', pretrained=False, **kwargs):
     return BNNeckReID(num_classes, loss, 'resnet50', pretrained=pretrained,
+                      last_stride=kwargs.pop('last_stride', 1))
+
+
+def bnneck_se_resnext101(num_classes, loss='softmax', pretrained=False, **kwargs):
+    """SE-ResNeXt-101 (32x4d) BNNeck: the VA-reID paper's baseline ("SRB", spec 4.5)."""
+    return BNNeckReID(num_classes, loss, 'se_resnext101', pretrained=pretrained,
                       last_stride=kwargs.pop('last_stride', 1))
