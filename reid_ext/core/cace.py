@@ -21,7 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 __all__ = ['CorrespondenceGCN', 'discrepancy_laplacian', 'all_ordered_pairs', 'sample_pairs',
            'mixed_up_id_loss', 'pair_distance_matrix', 'pairwise_batch_hard_triplet',
-           'NonLocalBlock', 'GeM', 'WarmupCosineLR']
+           'NonLocalBlock', 'GeM', 'WarmupCosineLR', 'rescore_topk']
 
 
 def all_ordered_pairs(batch: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -214,3 +214,42 @@ class WarmupCosineLR(LRScheduler):
 
     def get_lr(self):
         return [base * self._factor(self.last_epoch) for base in self.base_lrs]
+
+
+def rescore_topk(distmat: torch.Tensor, pair_distance, k: int = 100, weight: float = 1.0,
+                 chunk: int = 32) -> torch.Tensor:
+    """Query-conditioned re-scoring of each query's top-``k`` gallery entries.
+
+    Args:
+        distmat (Tensor): (Q, G) individual-feature distances.
+        pair_distance (callable): ``(q_idx (P,), g_idx (P,)) -> (P,)`` conditional distances
+            ``D_qg`` (CACE-Net: ``||n(f_{q|g}) - n(f_{g|q})||``).
+        k (int): entries re-scored per query.
+        weight (float): new score ``weight * D_qg + (1 - weight) * distmat``. Defaults to 1.
+        chunk (int): queries per ``pair_distance`` call (``chunk * k`` pairs).
+
+    Returns:
+        Tensor: (Q, G) distances: the top-k of each row carry the new scores and stay ahead of
+        the rest, whose order is unchanged.
+    """
+    q, g = distmat.shape
+    k = min(int(k), g)
+    out = distmat.clone()
+    if k <= 0:
+        return out
+    top = distmat.topk(k, dim=1, largest=False).indices  # (Q, k)
+    for s in range(0, q, chunk):
+        rows = torch.arange(s, min(q, s + chunk))
+        cols = top[rows]
+        qi = rows[:, None].expand_as(cols).reshape(-1)
+        d = pair_distance(qi, cols.reshape(-1)).reshape(cols.shape).to(out.dtype)
+        old = distmat[rows[:, None], cols]
+        new = weight * d + (1 - weight) * old
+        rest = torch.ones(len(rows), g, dtype=torch.bool)
+        rest[torch.arange(len(rows))[:, None], cols] = False
+        shift = new.max(1, keepdim=True).values - old.max(1, keepdim=True).values + 1e-4
+        block = distmat[rows] + shift
+        block[~rest] = 0
+        block[torch.arange(len(rows))[:, None], cols] = new
+        out[rows] = block
+    return out
