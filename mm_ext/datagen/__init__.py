@@ -18,6 +18,7 @@ DATASETS = {
     'synth-crowd': 'mm_ext.datagen.synth_crowd:generate',
     'scene-bias-video': 'mm_ext.datagen.scene_bias_video:generate',
     'synth-ped': 'reid_ext.datagen.synth_ped:generate',
+    'synth-pi': 'reid_ext.datagen.synth_pi:generate',
     'clutter-shapes-cifar': 'mm_ext.datagen.clutter_shapes_cifar:generate',
 }
 

@@ -1,0 +1,103 @@
+"""synth-pi generator + PI-ReID torchreid datasets (layout, labels, camera rules, errors)."""
+import json
+import os.path as osp
+import shutil
+
+import pytest
+import torchvision.transforms as T
+
+from mm_ext.core.datacheck import DataFormatError
+from reid_ext.datagen.synth_pi import generate
+from reid_ext.datasets.pi_reid import PIReID, PIReIDSingle
+
+SMALL = dict(num_train_ids=4, num_test_ids=3, num_cams=3, cams_per_id=2, images_per_cam=2,
+             crops_per_id=2, num_unlabelled=2, height=32, width=16)
+
+
+@pytest.fixture(scope='module')
+def pi_root(tmp_path_factory):
+    out = tmp_path_factory.mktemp('synth_pi')
+    generate(out, seed=0, **SMALL)
+    return str(out / 'prw')
+
+
+def _json(root, *p):
+    with open(osp.join(root, *p)) as f:
+        return json.load(f)
+
+
+def test_layout_and_single_dataset(pi_root):
+    for p in ('gt_training_box.json', 'each_pid_info.json', 'valid_q_pid.json',
+              'hard_gallery_train/gallery.json', 'hard_gallery_train/camera_id.json',
+              'query/query.json', 'query/camera_id.json', 'hard_gallery_test/gallery.json',
+              'hard_gallery_test/camera_id.json'):
+        assert osp.isfile(osp.join(pi_root, p)), p
+    gt = _json(pi_root, 'gt_training_box.json')
+    ds = PIReIDSingle(root=pi_root, verbose=False)
+    assert len(ds.train) == len(gt) == 4 * 2 * 2 and ds.num_train_pids == 4
+    gal = _json(pi_root, 'hard_gallery_test', 'gallery.json')
+    assert all(len(v) >= 2 for v in gal.values())          # multi-person crops
+    assert {osp.basename(k): v for k, v in ds.gallery_pids.items()} == gal
+    # PRW rule: one query per valid pid, real camera ids kept
+    q = _json(pi_root, 'query', 'query.json')
+    qc = _json(pi_root, 'query', 'camera_id.json')
+    valid = set(_json(pi_root, 'valid_q_pid.json'))
+    assert len(q) > len(ds.query) == len(valid)
+    assert sorted(p for _, p, _, _ in ds.query) == sorted(valid)
+    assert all(qc[osp.basename(path)] == c for path, _, c, _ in ds.query)
+
+
+def test_triples_and_regeneration(pi_root):
+    tf = T.Compose([T.Resize((32, 16)), T.ToTensor()])
+    ds = PIReID(root=pi_root, transform=tf, verbose=False)
+    crops = _json(pi_root, 'hard_gallery_train', 'gallery.json')
+    cams = _json(pi_root, 'hard_gallery_train', 'camera_id.json')
+    gt = _json(pi_root, 'gt_training_box.json')
+    assert len(ds.train) == 2 * len(crops)                  # each crop gives two triples
+    inv = {v: k for k, v in ds.relabel.items()}
+    for (g, q1, q2), p1, cam, _, p2 in ds.train:
+        pids = crops[osp.basename(g)]
+        assert {inv[p1], inv[p2]} == set(pids[:2])
+        assert gt[osp.basename(q1)] == inv[p1] and gt[osp.basename(q2)] == inv[p2]
+        assert cam == cams[osp.basename(g)]
+        assert f'_c{cam}_' not in osp.basename(q1)            # PRW: q1 from another camera
+    before = list(ds.train)
+    ds.regenerate(1)
+    assert [t[0][0] for t in ds.train] == [t[0][0] for t in before]
+    assert [t[0][1:] for t in ds.train] != [t[0][1:] for t in before]
+    item = ds[0]
+    assert item['img'].shape == item['q1'].shape == item['q2'].shape == (3, 32, 16)
+    assert item['pid'] == ds.train[0][1] and item['pid2'] == ds.train[0][4]
+
+
+def test_cuhk_camera_rule(tmp_path):
+    generate(tmp_path, seed=1, flavor='cuhk', **SMALL)
+    from reid_ext.datasets.pi_reid import _PIBase
+
+    class Cuhk(PIReIDSingle):
+        flavor = 'cuhk'
+    ds = Cuhk(root=str(tmp_path), verbose=False)
+    assert {c for *_, c, _ in ds.query} == {1} and {c for *_, c, _ in ds.gallery} == {2}
+    _PIBase._cache.clear()
+
+
+@pytest.mark.parametrize('rel,edit,field', [
+    ('hard_gallery_test/gallery.json', lambda d: d.__setitem__(next(iter(d)), 5), 'first'),
+    ('query/query.json', lambda d: d.__setitem__(next(iter(d)), 'x'), 'first'),
+    ('hard_gallery_train/camera_id.json', lambda d: d.pop(next(iter(d))), 'first'),
+])
+def test_malformed_json_names_file_and_field(pi_root, tmp_path, rel, edit, field):
+    from reid_ext.datasets.pi_reid import _PIBase
+    root = tmp_path / 'prw'
+    shutil.copytree(pi_root, root)
+    path = root / rel
+    d = json.loads(path.read_text())
+    key = sorted(d)[0]
+    d = dict(sorted(d.items()))
+    edit(d)
+    path.write_text(json.dumps(d))
+    with pytest.raises(DataFormatError) as e:
+        PIReIDSingle(root=str(root), verbose=False)
+    assert rel.split('/')[-1] in str(e.value)
+    assert key in str(e.value)                                  # the field (crop/image name)
+    _PIBase._cache.clear()
