@@ -161,3 +161,20 @@ def test_baseline_config_trains_individual_losses_only(ped_root, tmp_path, repo_
     eng = run(cfg)
     assert set(eng.epoch_losses) == {'loss_x', 'loss_t', 'acc'}
     assert np.isfinite(eng.results['synth_ped']['mAP'])
+
+
+@pytest.mark.parametrize('name', ['market1501', 'dukemtmcreid', 'msmt17'])
+def test_paper_configs_follow_the_spec(repo_root, name):
+    cfg = load_config(str(repo_root / f'configs/reid/cace_net/cace_net_resnet50_{name}.yaml'))
+    assert cfg.model.name == 'cace_net' and cfg.model.last_stride == 1
+    assert (cfg.data.height, cfg.data.width) == (384, 128)
+    assert cfg.data.sources == [name] and cfg.engine.name == 'cace'
+    assert cfg.train.batch_size == 16 and cfg.sampler.num_instances == 4
+    assert cfg.sampler.train_sampler == 'RandomIdentitySampler'
+    assert abs(cfg.train.lr / cfg.train.batch_size - 0.0125 / 32) < 1e-12  # decision 2
+    assert cfg.train.optim == 'sgd' and cfg.sgd.momentum == 0.9 and cfg.train.max_epoch == 80
+    c = cfg.cace
+    assert (c.alpha, c.margin, c.max_pairs, c.warmup_epochs) == (0.9, 0.5, 0, 5)
+    assert cace_engine.CACEEngine.model_kwargs(cfg) == dict(
+        last_stride=1, non_local=3, embed_dim=768, pooling='avgmax', reduction=16, dropout=0.5)
+    assert cfg.test.flip and not c.label_smooth and c.rescore_topk == 0
