@@ -236,12 +236,10 @@ class SynthPISingle(PIReIDSingle):
 
 
 def register():
-    """Register the names with torchreid once (``synth_pi``, ``synth_pi_single``)."""
-    for name, cls in (('synth_pi', SynthPI), ('synth_pi_single', SynthPISingle)):
-        try:
-            torchreid.data.register_image_dataset(name, cls)
-        except ValueError:
-            pass
+    """Register the names with torchreid (idempotent): ``synth_pi``, ``synth_pi_single``."""
+    from reid_ext._register import register_dataset
+    register_dataset('synth_pi', SynthPI)
+    register_dataset('synth_pi_single', SynthPISingle)
 
 
 register()
