@@ -60,7 +60,7 @@ def _composite(people, rng, h, w):
 
 
 def generate(out_dir, seed: int = 0, flavor: str = 'prw', style: int = 0, num_train_ids: int = 40,
-             num_test_ids: int = 30, num_cams: int = 4, cams_per_id: int = 3,
+             num_test_ids: int = 50, num_cams: int = 4, cams_per_id: int = 3,
              images_per_cam: int = 2, crops_per_id: int = 3, num_unlabelled: int = 20,
              height: int = 128, width: int = 64, view_effect: float = 0.0) -> dict:
     """Write synth-pi into ``out_dir/<flavor>`` (layout in the module docstring).

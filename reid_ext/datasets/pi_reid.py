@@ -192,6 +192,7 @@ class PIReID(_PIBase):
         self.seed = seed
         train = self._triples(0)
         super().__init__(train, query, gallery, **kwargs)
+        self.num_train_pids = len(self.relabel)  # every single-person identity (stage-1 classifier)
 
     def _pick(self, rng, pid, cam):
         imgs = self.pid_images[pid]

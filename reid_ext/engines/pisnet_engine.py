@@ -1,0 +1,174 @@
+"""PISNet stage-2 engine (spec ``reid.md`` §2.3, §2.5; decisions 4, 6, 7).
+
+Stage 1 is the plain BoT baseline (``engine.name: softmax``, ``loss.name: triplet`` on the
+single-person crops, dataset ``synth_pi_single`` / PI ``*_single``); stage 2 loads its weights
+(``model.load_weights``) into PISNet and trains **only the attention blocks** (QGAB, GRAM): every
+other parameter is frozen and the frozen part's BatchNorm layers stay in eval mode, so the
+network's plain feature *is* the stage-1 feature. The pre-selection of the test protocol uses
+that feature (one backbone pass per image gives the pre-selection feature and the map the
+re-scoring reuses; no second network is needed while the backbone is frozen).
+
+Training: triples (G, q1, q2) from :class:`reid_ext.datasets.pi_reid.PIReID`, re-drawn at the
+start of every epoch (``regenerate(epoch)``: a function of the dataset seed and the epoch, so a
+resume draws the same), loss :func:`reid_ext.core.pisnet.pisnet_loss`.
+
+Evaluation (:meth:`compute_distance`, :meth:`compute_metrics`): pre-selection = Euclidean on
+L2-normalised BN features; the top ``pisnet.topk`` (100) candidates of each query are re-scored
+in batches from the gallery backbone maps computed once; the ranking is the re-scored top-k
+followed by the rest in pre-selection order. Both protocols are reported: ``mAP``/``rank1``/
+``cmc`` = official PI protocol, ``full_mAP``/``full_rank1``/``full_cmc`` = full gallery.
+"""
+import copy
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchreid
+from yacs.config import CfgNode as CN
+
+from reid_ext._register import register_model
+from reid_ext.core.pi_metric import pi_evaluate
+from reid_ext.core.pisnet import pisnet_loss
+from reid_ext.datasets import pi_reid  # noqa: F401  (registers synth_pi datasets)
+from reid_ext.engines.base_engine import ReidExtEngine, _unwrap
+from reid_ext.models.pisnet import pisnet_resnet50, pisnet_tiny
+from reid_ext.registry import register_engine
+
+__all__ = ['PISNetEngine', 'pisnet_node']
+
+register_model('pisnet_resnet50', pisnet_resnet50)
+register_model('pisnet_tiny', pisnet_tiny)
+
+
+def pisnet_node() -> CN:
+    """Defaults of the ``pisnet:`` YAML node."""
+    n = CN()
+    n.gamma = 1.0            # MPS weight
+    n.beta = 0.5             # GRAM-term weight
+    n.margin = 0.1           # MPS and triplet margin
+    n.pyramid = 's2'
+    n.gram = True
+    n.release_wiring = False
+    n.topk = 100             # pre-selection size (0: re-score the whole gallery)
+    n.min_len = 50           # PI protocol: shorter candidate lists are skipped
+    n.rescore_batch = 100    # pairs per re-scoring forward
+    return n
+
+
+@register_engine('pisnet', node=('pisnet', pisnet_node))
+class PISNetEngine(ReidExtEngine):
+    """Stage-2 PISNet training and the two evaluation protocols (module docstring)."""
+
+    def __init__(self, datamanager, model, optimizer=None, scheduler=None, use_gpu=False,
+                 gamma=1.0, beta=0.5, margin=0.1, topk=100, min_len=50, rescore_batch=100):
+        super().__init__(datamanager, use_gpu)
+        net = _unwrap(model)
+        keep = {id(p) for p in net.attention_parameters()}
+        for p in net.parameters():  # stage 2: only the attention blocks train
+            p.requires_grad_(id(p) in keep)
+        self.model = self.register_model('model', model, optimizer, scheduler)
+        self.gamma, self.beta, self.margin = gamma, beta, margin
+        self.topk, self.min_len, self.rescore_batch = topk, min_len, rescore_batch
+        self.ce = torchreid.losses.CrossEntropyLoss(net.classifier.out_features, use_gpu=use_gpu,
+                                                    label_smooth=False)
+        self.tri = torchreid.losses.TripletLoss(margin=margin)
+        self.gallery_pids = {}
+        for sets in getattr(datamanager, 'test_dataset', {}).values():
+            self.gallery_pids.update(getattr(sets['gallery'], 'gallery_pids', {}))
+
+    @classmethod
+    def from_config(cls, cfg, datamanager, model, optimizer, scheduler):
+        p = cfg.pisnet
+        return cls(datamanager, model, optimizer, scheduler, use_gpu=cfg.use_gpu, gamma=p.gamma,
+                   beta=p.beta, margin=p.margin, topk=p.topk, min_len=p.min_len,
+                   rescore_batch=p.rescore_batch)
+
+    @classmethod
+    def model_kwargs(cls, cfg) -> dict:
+        p = cfg.pisnet
+        return dict(pyramid=p.pyramid, gram=p.gram, release_wiring=p.release_wiring)
+
+    # ------------------------------------------------------------------ training
+    def set_model_mode(self, mode='train', names=None):
+        super().set_model_mode(mode, names)
+        if mode == 'train':  # the frozen stage-1 part keeps its BN statistics
+            net = _unwrap(self.model)
+            for m in (net.backbone, net.bnneck):
+                m.eval()
+
+    def train(self, print_freq=10, fixbase_epoch=0, open_layers=None):
+        ds = self.train_loader.dataset
+        if hasattr(ds, 'regenerate'):
+            ds.regenerate(self.epoch)  # new (q1, q2) draws every epoch
+        return super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
+                             open_layers=open_layers)
+
+    def forward_loss(self, data):
+        dev = 'cuda' if self.use_gpu else 'cpu'
+        g, q1, q2 = (data[k].to(dev) for k in ('img', 'q1', 'q2'))
+        pids = data['pid'].to(dev)
+        out = self.model(g, q1, q2)
+        return pisnet_loss(out, pids, self.ce, self.tri, self.gamma, self.beta, self.margin)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def extract_batch(self, data):
+        imgs, pids, camids = self.parse_data_for_eval(data)
+        if self.use_gpu:
+            imgs = imgs.cuda()
+        net = _unwrap(self.model)
+        maps = net.maps(imgs)
+        feats = net.bnneck(net.pool(maps).flatten(1))
+        paths = list(data['impath'])
+        return {'feats': feats.float().cpu(), 'maps': maps.float().cpu(),
+                'pids': np.asarray(pids, dtype=np.int64),
+                'camids': np.asarray(camids, dtype=np.int64), 'paths': paths,
+                'pid_lists': [self.gallery_pids.get(p, [int(i)]) for p, i in zip(paths, pids)]}
+
+    @torch.no_grad()
+    def rescore(self, q_maps: torch.Tensor, q_feat: torch.Tensor, g_maps: torch.Tensor) -> torch.Tensor:
+        """Distances (K,) between one query (un-attended, L2-normalised BN feature) and K gallery
+        maps conditioned on it, in batches of :attr:`rescore_batch` (no data loader)."""
+        net = _unwrap(self.model)
+        dev = next(net.parameters()).device
+        q = q_maps.to(dev)[None]
+        out = []
+        for i in range(0, len(g_maps), self.rescore_batch):
+            gm = g_maps[i:i + self.rescore_batch].to(dev)
+            gf = F.normalize(net.guided_features(gm, q.expand(len(gm), -1, -1, -1)), dim=1)
+            out.append((gf - q_feat.to(dev)[None]).norm(dim=1).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def compute_distance(self, query, gallery, dist_metric='euclidean', normalize_feature=False,
+                         rerank=False):
+        """Pre-selection + re-scoring; returns a (Q, G) matrix whose row order is the final
+        ranking: re-scored top-k distances (in [0, 2]), then 2 + the pre-selection distance."""
+        qf, gf = F.normalize(query['feats'], dim=1), F.normalize(gallery['feats'], dim=1)
+        pre = torchreid.metrics.compute_distance_matrix(qf, gf, 'euclidean')
+        k = len(gf) if self.topk <= 0 else min(self.topk, len(gf))
+        dist = (pre + 2.0).numpy().astype(np.float64)
+        order = torch.argsort(pre, dim=1, stable=True)[:, :k]
+        t = time.time()
+        for i in range(len(qf)):
+            idx = order[i]
+            d = self.rescore(query['maps'][i], qf[i], gallery['maps'][idx])
+            dist[i, idx.numpy()] = d.numpy()
+        self.rescore_time = time.time() - t
+        return dist
+
+    def compute_metrics(self, distmat, query, gallery, use_metric_cuhk03=False):
+        rankings = np.argsort(distmat, axis=1, kind='stable')
+        k = distmat.shape[1] if self.topk <= 0 else self.topk
+        args = (rankings, query['pids'], query['camids'], gallery['pid_lists'], gallery['camids'])
+        pi = pi_evaluate(*args, protocol='pi', topk=k, min_len=min(self.min_len, k))
+        full = pi_evaluate(*args, protocol='full')
+        res = dict(mAP=pi['mAP'], rank1=pi['rank1'], cmc=[float(x) for x in pi['cmc']],
+                   num_valid=pi['num_valid'], skipped_no_positive=pi['skipped_no_positive'],
+                   skipped_short=pi['skipped_short'], full_mAP=full['mAP'], full_rank1=full['rank1'],
+                   full_cmc=[float(x) for x in full['cmc']])
+        print(f'PI protocol (top-{k}): mAP {res["mAP"]:.1%} R1 {res["rank1"]:.1%} '
+              f'({pi["num_valid"]} queries, skipped {pi["skipped_no_positive"]} without positive, '
+              f'{pi["skipped_short"]} short) | full gallery: mAP {full["mAP"]:.1%} '
+              f'R1 {full["rank1"]:.1%}')
+        return res
