@@ -51,8 +51,9 @@ class ProgressHook(Hook):
         loss = None
         if isinstance(outputs, dict) and 'loss' in outputs:
             try:
-                loss = float(outputs['loss'])
-            except (TypeError, ValueError):
+                v = outputs['loss']
+                loss = float(v.detach() if hasattr(v, 'detach') else v)
+            except (TypeError, ValueError, RuntimeError):
                 loss = None
         loop = runner.train_loop
         by_epoch = hasattr(loop, 'max_epochs') and not hasattr(loop, 'dataloader_iterator')

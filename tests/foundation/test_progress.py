@@ -48,3 +48,21 @@ def test_heartbeat_and_host_output_to(tmp_path, capfd):
     term = capfd.readouterr()
     assert 'Loaded SynthPed' in log.read_text() and 'Loaded SynthPed' not in term.out + term.err
     assert 'reid' in term.err and '1/2' in term.err and 'done in' in term.err
+
+
+def test_progress_hook_writes_the_status_a_progress_line_reads(tmp_path):
+    import types
+    import warnings
+
+    import torch
+
+    from mm_ext.engine.progress import read_status
+    from mm_ext.engine.progress_hook import ProgressHook
+    status = tmp_path / 'status.json'
+    hook = ProgressHook(file=str(status), min_interval=0)
+    runner = types.SimpleNamespace(train_loop=types.SimpleNamespace(max_epochs=3), iter=4, max_iters=10, epoch=1,
+                                   max_epochs=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a loss tensor with grad is read without a warning
+        hook.after_train_iter(runner, 0, outputs={'loss': torch.tensor(0.25, requires_grad=True) * 2})
+    assert read_status(status) == dict(phase='train', done=5, total=10, loss=0.5, epoch=2, max_epochs=3)
