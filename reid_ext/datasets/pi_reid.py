@@ -25,7 +25,8 @@ import torchreid
 
 from mm_ext.core.datacheck import DataFormatError, MissingDataFileError
 
-__all__ = ['read_pi_layout', 'PIReID', 'PIReIDSingle', 'SynthPI', 'SynthPISingle']
+__all__ = ['read_pi_layout', 'PIReID', 'PIReIDSingle', 'SynthPI', 'SynthPISingle', 'PIPRW', 'PIPRWSingle',
+           'PICUHKSYSU', 'PICUHKSYSUSingle']
 
 _ImageDataset = torchreid.data.ImageDataset
 _read_image = torchreid.utils.read_image
@@ -112,9 +113,15 @@ class _PIBase(_ImageDataset):
 
     def _parse(self, root):
         d = self._resolve(root)
-        if d not in _PIBase._cache:
-            _PIBase._cache[d] = read_pi_layout(d)
-        lay = _PIBase._cache[d]
+        # ImageDataManager builds the dataset three times: parse once per content version
+        key = (d, tuple(osp.getmtime(osp.join(d, f)) if osp.exists(osp.join(d, f)) else 0.0 for f in (
+            'gt_training_box.json', 'each_pid_info.json', 'valid_q_pid.json', 'query/query.json',
+            'query/camera_id.json', 'hard_gallery_train/gallery.json',
+            'hard_gallery_train/camera_id.json', 'hard_gallery_test/gallery.json',
+            'hard_gallery_test/camera_id.json')))
+        if key not in _PIBase._cache:
+            _PIBase._cache[key] = read_pi_layout(d)
+        lay = _PIBase._cache[key]
         self.pi_root = d
         q, qc = lay['query']
         query, seen = [], set()
@@ -236,11 +243,36 @@ class SynthPISingle(PIReIDSingle):
     folder = 'synth-pi'
 
 
+class PIPRW(PIReID):
+    """PI-PRW as given out by the authors: ``<root>/prw/`` (or ``<root>`` itself)."""
+    folder = ''
+    flavor = 'prw'
+
+
+class PIPRWSingle(PIReIDSingle):
+    folder = ''
+    flavor = 'prw'
+
+
+class PICUHKSYSU(PIReID):
+    """PI-CUHK-SYSU: ``<root>/cuhk/``; query camid 1, gallery camid 2, random q1/q2."""
+    folder = ''
+    flavor = 'cuhk'
+
+
+class PICUHKSYSUSingle(PIReIDSingle):
+    folder = ''
+    flavor = 'cuhk'
+
+
 def register():
-    """Register the names with torchreid (idempotent): ``synth_pi``, ``synth_pi_single``."""
+    """Register the names with torchreid (idempotent): ``synth_pi``, ``pi_prw``,
+    ``pi_cuhk_sysu`` (stage-2 triples) and their ``*_single`` stage-1 views."""
     from reid_ext._register import register_dataset
-    register_dataset('synth_pi', SynthPI)
-    register_dataset('synth_pi_single', SynthPISingle)
+    for name, cls in (('synth_pi', SynthPI), ('synth_pi_single', SynthPISingle),
+                      ('pi_prw', PIPRW), ('pi_prw_single', PIPRWSingle),
+                      ('pi_cuhk_sysu', PICUHKSYSU), ('pi_cuhk_sysu_single', PICUHKSYSUSingle)):
+        register_dataset(name, cls)
 
 
 register()

@@ -72,13 +72,23 @@ def test_triples_and_regeneration(pi_root):
 
 def test_cuhk_camera_rule(tmp_path):
     generate(tmp_path, seed=1, flavor='cuhk', **SMALL)
-    from reid_ext.datasets.pi_reid import _PIBase
-
-    class Cuhk(PIReIDSingle):
-        flavor = 'cuhk'
-    ds = Cuhk(root=str(tmp_path), verbose=False)
+    from reid_ext.datasets.pi_reid import PICUHKSYSU, PICUHKSYSUSingle
+    ds = PICUHKSYSUSingle(root=str(tmp_path), verbose=False)
     assert {c for *_, c, _ in ds.query} == {1} and {c for *_, c, _ in ds.gallery} == {2}
-    _PIBase._cache.clear()
+    assert len(ds.query) == SMALL['num_test_ids']   # one query per identity
+    assert PICUHKSYSU(root=str(tmp_path), verbose=False).num_train_pids == SMALL['num_train_ids']
+
+
+def test_configs_load_with_spec_settings(repo_root):
+    from reid_ext.config import load_config
+    for ds, lr in (('prw', 3.5e-4), ('cuhk_sysu', 3.5e-5)):
+        s2 = load_config(str(repo_root / f'configs/reid/pisnet/pisnet_resnet50_pi_{ds}_stage2.yaml'))
+        assert s2.engine.name == 'pisnet' and s2.train.lr == pytest.approx(lr)
+        assert (s2.pisnet.gamma, s2.pisnet.beta, s2.pisnet.margin, s2.pisnet.topk) == (1.0, 0.5, 0.1, 100)
+        assert s2.pisnet.pyramid == 's2' and not s2.pisnet.release_wiring
+        s1 = load_config(str(repo_root / f'configs/reid/pisnet/bot_resnet50_pi_{ds}_stage1.yaml'))
+        assert s1.train.max_epoch == 120 and list(s1.train.stepsize) == [40, 70]
+        assert s2.model.load_weights.startswith(s1.data.save_dir)
 
 
 @pytest.mark.parametrize('rel,edit,field', [
