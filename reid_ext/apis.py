@@ -182,6 +182,7 @@ def run(cfg, keep_distmat: bool = False):
         ReidExtEngine: the engine; ``engine.results`` holds the last test's numbers.
     """
     distributed = rdist.init_distributed(cfg.use_gpu)
+    rdist.DDP_KWARGS['find_unused_parameters'] = bool(cfg.train.find_unused_parameters)
     configure_determinism(cfg.train.deterministic)
     set_seed(cfg.train.seed)
     os.makedirs(cfg.data.save_dir, exist_ok=True)

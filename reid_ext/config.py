@@ -91,6 +91,9 @@ def get_default_config() -> CN:
     cfg.train.checkpoint_iters = 0  # and every N iterations inside an epoch (0: off)
     cfg.train.checkpoint_keep = 3  # resume checkpoints kept (older ones are deleted)
     cfg.train.sync_bn = False  # convert BatchNorm to SyncBatchNorm under DDP
+    # DDP: set True when some trainable parameters get no gradient in a step (fixbase_epoch,
+    # branches used only in some iterations)
+    cfg.train.find_unused_parameters = False
 
     cfg.sgd = CN()
     cfg.sgd.momentum = 0.9

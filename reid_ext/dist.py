@@ -166,6 +166,11 @@ def convert_sync_bn(model: torch.nn.Module) -> torch.nn.Module:
     return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+#: default keyword arguments of every ``DistributedDataParallel`` made by :func:`wrap_ddp`
+#: (``apis.run`` sets ``find_unused_parameters`` from ``train.find_unused_parameters``)
+DDP_KWARGS: Dict[str, Any] = {}
+
+
 def wrap_ddp(model: torch.nn.Module, use_gpu: bool, **kwargs) -> torch.nn.Module:
     """``DistributedDataParallel(model)`` when distributed and the model has trainable parameters.
 
@@ -176,6 +181,7 @@ def wrap_ddp(model: torch.nn.Module, use_gpu: bool, **kwargs) -> torch.nn.Module
         return model
     if not any(p.requires_grad for p in model.parameters()):
         return model
+    kwargs = {**DDP_KWARGS, **kwargs}
     if use_gpu:
         dev = torch.cuda.current_device()
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev], output_device=dev,

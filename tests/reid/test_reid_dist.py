@@ -106,7 +106,8 @@ def test_seeded_dataset_draws_depend_on_the_key_only_and_leave_global_rng_alone(
 def test_slurm_environment_maps_to_torch_distributed(monkeypatch):
     from reid_ext import dist as rdist
     for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
-        monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(k, 'x')  # recorded: _slurm_env's writes are undone after the test
+        monkeypatch.delenv(k)
     monkeypatch.setenv('SLURM_PROCID', '5')
     monkeypatch.setenv('SLURM_NTASKS', '8')
     monkeypatch.setenv('SLURM_LOCALID', '1')

@@ -60,8 +60,8 @@ def test_kill_9_mid_epoch_then_resume_auto_gives_bit_identical_weights(engine, s
     deadline, target = time.time() + 240, None
     while time.time() < deadline and proc.poll() is None:
         names = [os.path.basename(p) for p in ckpt_io.list_checkpoints(str(run_dir))]
-        # a checkpoint in the middle of the 3rd epoch exists: kill while training goes on
-        if any(n.startswith('ckpt_e0002_i') and not n.endswith('i0000000.pth') for n in names):
+        # the 2nd in-epoch checkpoint of the 3rd epoch exists: kill while training goes on
+        if 'ckpt_e0002_i0000004.pth' in names:
             os.kill(proc.pid, signal.SIGKILL)
             target = names
             break
@@ -81,7 +81,9 @@ def test_kill_9_mid_epoch_then_resume_auto_gives_bit_identical_weights(engine, s
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f'skipping checkpoint {newest}' in res.stderr
-    assert f'Resumed from {done[-2]}' in res.stdout
+    # the previous checkpoint lies inside the epoch too: the run restarts mid-epoch
+    assert done[-2].endswith('ckpt_e0002_i0000002.pth')
+    assert f'Resumed from {done[-2]} (epoch 2, iteration 2)' in res.stdout
 
     a, b = _final_state(tmp_path / 'ref'), _final_state(run_dir)
     assert (a['epoch'], a['iter']) == (b['epoch'], b['iter']) == (5, 0)
