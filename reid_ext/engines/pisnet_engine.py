@@ -35,7 +35,7 @@ from reid_ext.engines.base_engine import ReidExtEngine, _unwrap
 from reid_ext.models.pisnet import pisnet_resnet50, pisnet_tiny
 from reid_ext.registry import register_engine
 
-__all__ = ['PISNetEngine', 'pisnet_node']
+__all__ = ['PISNetEngine', 'pisnet_node', 'rescore_candidates']
 
 register_model('pisnet_resnet50', pisnet_resnet50)
 register_model('pisnet_tiny', pisnet_tiny)
@@ -54,6 +54,28 @@ def pisnet_node() -> CN:
     n.min_len = 50           # PI protocol: shorter candidate lists are skipped
     n.rescore_batch = 100    # pairs per re-scoring forward
     return n
+
+
+@torch.no_grad()
+def rescore_candidates(net, q_maps: torch.Tensor, q_feat: torch.Tensor, g_maps: torch.Tensor,
+                       batch: int = 100) -> torch.Tensor:
+    """Distances (K,) between one query and K gallery crops conditioned on it.
+
+    Args:
+        net (PISNet): the model (eval mode).
+        q_maps (Tensor): the query's backbone map (D, h, w).
+        q_feat (Tensor): the query's un-attended BN feature (D,), L2-normalised.
+        g_maps (Tensor): the K candidates' backbone maps (K, D, h, w), computed once per gallery.
+        batch (int): pairs per forward (no data loader involved).
+    """
+    dev = next(net.parameters()).device
+    q = q_maps.to(dev)[None]
+    out = []
+    for i in range(0, len(g_maps), batch):
+        gm = g_maps[i:i + batch].to(dev)
+        gf = F.normalize(net.guided_features(gm, q.expand(len(gm), -1, -1, -1)), dim=1)
+        out.append((gf - q_feat.to(dev)[None]).norm(dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 @register_engine('pisnet', node=('pisnet', pisnet_node))
@@ -126,19 +148,9 @@ class PISNetEngine(ReidExtEngine):
                 'camids': np.asarray(camids, dtype=np.int64), 'paths': paths,
                 'pid_lists': [self.gallery_pids.get(p, [int(i)]) for p, i in zip(paths, pids)]}
 
-    @torch.no_grad()
     def rescore(self, q_maps: torch.Tensor, q_feat: torch.Tensor, g_maps: torch.Tensor) -> torch.Tensor:
-        """Distances (K,) between one query (un-attended, L2-normalised BN feature) and K gallery
-        maps conditioned on it, in batches of :attr:`rescore_batch` (no data loader)."""
-        net = _unwrap(self.model)
-        dev = next(net.parameters()).device
-        q = q_maps.to(dev)[None]
-        out = []
-        for i in range(0, len(g_maps), self.rescore_batch):
-            gm = g_maps[i:i + self.rescore_batch].to(dev)
-            gf = F.normalize(net.guided_features(gm, q.expand(len(gm), -1, -1, -1)), dim=1)
-            out.append((gf - q_feat.to(dev)[None]).norm(dim=1).cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+        """:func:`rescore_candidates` with this engine's model and batch size."""
+        return rescore_candidates(_unwrap(self.model), q_maps, q_feat, g_maps, self.rescore_batch)
 
     def compute_distance(self, query, gallery, dist_metric='euclidean', normalize_feature=False,
                          rerank=False):
