@@ -31,8 +31,8 @@ train split. Reported: per-seed values, mean, sample std, Student-t 95 %
 interval, and per-seed paired differences against ``moco`` with their interval;
 a plot ``scene_bias.png``.
 
-    python tools/experiments/scene_bias.py                          # full: 5 seeds, 10 epochs
-    python tools/experiments/scene_bias.py --seeds 0,1 --epochs 3 --jobs 2
+    python tools/experiments/scene_bias.py                          # full: 5 seeds, 10 epochs, 2 jobs
+    python tools/experiments/scene_bias.py --seeds 0,1 --epochs 3 --jobs 1
     python tools/experiments/scene_bias.py --report-only            # re-aggregate seed*/rows.json
 """
 import argparse
@@ -378,7 +378,7 @@ def main(argv=None):
     p.add_argument('--methods', default=','.join(METHODS))
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--seeds', default='0,1,2,3,4', help='comma-separated; data seed = seed')
-    p.add_argument('--jobs', type=int, default=1, help='seeds run in parallel processes')
+    p.add_argument('--jobs', type=int, default=2, help='seeds run in parallel processes')
     p.add_argument('--threads', type=int, default=1, help='torch threads per process')
     p.add_argument('--data-opt', action='append', default=[], metavar='KEY=INT',
                    help=f'dataset size option (default {DATA_OPTS}), e.g. train_per_class=50')
