@@ -53,6 +53,7 @@ def pisnet_node() -> CN:
     n.topk = 100             # pre-selection size (0: re-score the whole gallery)
     n.min_len = 50           # PI protocol: shorter candidate lists are skipped
     n.rescore_batch = 100    # pairs per re-scoring forward
+    n.rescore = True         # False: rank by the pre-selection (stage-1 baseline) alone
     return n
 
 
@@ -83,7 +84,8 @@ class PISNetEngine(ReidExtEngine):
     """Stage-2 PISNet training and the two evaluation protocols (module docstring)."""
 
     def __init__(self, datamanager, model, optimizer=None, scheduler=None, use_gpu=False,
-                 gamma=1.0, beta=0.5, margin=0.1, topk=100, min_len=50, rescore_batch=100):
+                 gamma=1.0, beta=0.5, margin=0.1, topk=100, min_len=50, rescore_batch=100,
+                 rescore=True):
         super().__init__(datamanager, use_gpu)
         net = _unwrap(model)
         keep = {id(p) for p in net.attention_parameters()}
@@ -92,19 +94,20 @@ class PISNetEngine(ReidExtEngine):
         self.model = self.register_model('model', model, optimizer, scheduler)
         self.gamma, self.beta, self.margin = gamma, beta, margin
         self.topk, self.min_len, self.rescore_batch = topk, min_len, rescore_batch
+        self.do_rescore = rescore
         self.ce = torchreid.losses.CrossEntropyLoss(net.classifier.out_features, use_gpu=use_gpu,
                                                     label_smooth=False)
         self.tri = torchreid.losses.TripletLoss(margin=margin)
-        self.gallery_pids = {}
-        for sets in getattr(datamanager, 'test_dataset', {}).values():
-            self.gallery_pids.update(getattr(sets['gallery'], 'gallery_pids', {}))
+        self.gallery_pids = {}  # crop path -> list of pids (PI-ReID gallery labels)
+        for loaders in (getattr(datamanager, 'test_loader', None) or {}).values():
+            self.gallery_pids.update(getattr(loaders['gallery'].dataset, 'gallery_pids', {}))
 
     @classmethod
     def from_config(cls, cfg, datamanager, model, optimizer, scheduler):
         p = cfg.pisnet
         return cls(datamanager, model, optimizer, scheduler, use_gpu=cfg.use_gpu, gamma=p.gamma,
                    beta=p.beta, margin=p.margin, topk=p.topk, min_len=p.min_len,
-                   rescore_batch=p.rescore_batch)
+                   rescore_batch=p.rescore_batch, rescore=p.rescore)
 
     @classmethod
     def model_kwargs(cls, cfg) -> dict:
@@ -160,6 +163,8 @@ class PISNetEngine(ReidExtEngine):
         pre = torchreid.metrics.compute_distance_matrix(qf, gf, 'euclidean')
         k = len(gf) if self.topk <= 0 else min(self.topk, len(gf))
         dist = (pre + 2.0).numpy().astype(np.float64)
+        if not self.do_rescore:  # the stage-1 baseline under the same protocols
+            return dist
         order = torch.argsort(pre, dim=1, stable=True)[:, :k]
         t = time.time()
         for i in range(len(qf)):

@@ -72,6 +72,8 @@ def test_batched_rescoring_equals_pairwise_model_calls(pi_data, tmp_path, repo_r
     q = engine.extract(dm.test_loader['synth_pi']['query'])
     g = engine.extract(dm.test_loader['synth_pi']['gallery'])
     dist = engine.compute_distance(q, g)
+    gal = dm.test_loader['synth_pi']['gallery'].dataset.gallery_pids
+    assert g['pid_lists'] == [gal[p] for p in g['paths']] and min(map(len, g['pid_lists'])) >= 2
     qi = 0
     ranked = np.argsort(dist[qi], kind='stable')[:5]
     with torch.no_grad():
