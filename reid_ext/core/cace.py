@@ -90,6 +90,24 @@ class CorrespondenceGCN(nn.Module):
         a = F.relu(ep @ ep.transpose(1, 2))
         return a * (1 - torch.eye(a.shape[-1], device=a.device, dtype=a.dtype))
 
+    def forward_nodes(self, x: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor,
+                      return_attention: bool = False):
+        """As :meth:`forward`, in node layout: ``X_{i|j}``, ``X_{j|i}`` each (P, HW, C) (row-major
+        nodes), without the copies back to (P, C, H, W) (the head pools over the nodes)."""
+        b, c, h, w = x.shape
+        e, g = self.project(x)  # once per image
+        a = self.attention(e, pi, pj)
+        gp = torch.cat([g[pi], g[pj]], dim=1)  # (P, N, c)
+        deg = a.sum(-1, keepdim=True)
+        s = torch.where(deg > self.eps, deg, torch.ones_like(deg)).detach().rsqrt()
+        sg = s * gp
+        lg = s * (deg * sg - a @ sg)  # L @ g without building L
+        upd = F.linear(lg, self.out.weight.flatten(1))  # (P, N, C)
+        nodes = x.flatten(2).transpose(1, 2)  # (B, HW, C), once per image
+        xi = nodes[pi] + upd[:, :h * w]
+        xj = nodes[pj] + upd[:, h * w:]
+        return (xi, xj, a) if return_attention else (xi, xj)
+
     def forward(self, x: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor,
                 return_attention: bool = False):
         """Conditional maps of the pairs ``(pi[p], pj[p])``.
@@ -100,21 +118,12 @@ class CorrespondenceGCN(nn.Module):
 
         Returns:
             tuple: ``X_{i|j}`` and ``X_{j|i}``, each (P, C, H, W) (+ the (P, N, N) adjacency when
-            ``return_attention``).
+            ``return_attention``; N = 2HW, image i's nodes first).
         """
         b, c, h, w = x.shape
-        e, g = self.project(x)  # once per image
-        a = self.attention(e, pi, pj)
-        gp = torch.cat([g[pi], g[pj]], dim=1)  # (P, N, c)
-        deg = a.sum(-1, keepdim=True)
-        s = torch.where(deg > self.eps, deg, torch.ones_like(deg)).detach().rsqrt()
-        sg = s * gp
-        lg = s * (deg * sg - a @ sg)  # L @ g without building L
-        upd = F.linear(lg, self.out.weight.flatten(1))  # (P, N, C)
-        upd = upd.transpose(1, 2).reshape(-1, c, 2, h * w)
-        xi = x[pi] + upd[:, :, 0].reshape(-1, c, h, w)
-        xj = x[pj] + upd[:, :, 1].reshape(-1, c, h, w)
-        return (xi, xj, a) if return_attention else (xi, xj)
+        out = self.forward_nodes(x, pi, pj, return_attention)
+        maps = tuple(t.transpose(1, 2).reshape(-1, c, h, w) for t in out[:2])
+        return maps + tuple(out[2:])
 
 
 def mixed_up_id_loss(logits_ij: torch.Tensor, logits_ji: torch.Tensor, yi: torch.Tensor,

@@ -46,11 +46,22 @@ class CACEHead(nn.Module):
         self.bn = nn.BatchNorm1d(embed_dim)
         self.drop = nn.Sequential(nn.ReLU(inplace=False), nn.Dropout(dropout))
 
+    def pool_nodes(self, nodes: torch.Tensor) -> torch.Tensor:
+        """(P, HW, C) nodes -> (P, 2C) [mean ‖ max] or (P, C) GeM."""
+        if self.gem is not None:
+            return nodes.clamp(min=self.gem.eps).pow(self.gem.p).mean(1).pow(1.0 / self.gem.p)
+        return torch.cat([nodes.mean(1), nodes.amax(1)], dim=1)
+
     def embed(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) maps -> (B, embed_dim) BN embedding."""
         if self.gem is not None:
             pooled = self.gem(maps)
         else:
             pooled = torch.cat([maps.mean((2, 3)), maps.amax((2, 3))], dim=1)
+        return self.embed_pooled(pooled)
+
+    def embed_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled (B, 2C or C) -> (B, embed_dim): 1x1 reduction + BN."""
         return self.bn(self.reduce(pooled))
 
 
@@ -108,8 +119,9 @@ class CACENet(nn.Module):
     def pair_features(self, maps: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor,
                       return_attention: bool = False):
         """Conditional embeddings ``f_{i|j}``, ``f_{j|i}`` (P, D) of pairs of ``maps``."""
-        out = self.gcn(maps, pi, pj, return_attention=return_attention)
-        f_ij, f_ji = self.head.embed(torch.cat([out[0], out[1]])).chunk(2)
+        out = self.gcn.forward_nodes(maps, pi, pj, return_attention=return_attention)
+        pooled = torch.cat([self.head.pool_nodes(out[0]), self.head.pool_nodes(out[1])])
+        f_ij, f_ji = self.head.embed_pooled(pooled).chunk(2)
         return (f_ij, f_ji, out[2]) if return_attention else (f_ij, f_ji)
 
     def forward(self, x: torch.Tensor,

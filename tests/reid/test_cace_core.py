@@ -128,3 +128,15 @@ def test_sample_pairs_keeps_self_pairs():
     assert len(set(zip(pi.tolist(), pj.tolist()))) == 9
     pi, pj = sample_pairs(4, 0)
     assert len(pi) == 16
+
+
+def test_node_layout_equals_map_layout():
+    torch.manual_seed(3)
+    gcn = CorrespondenceGCN(8, reduction=2)
+    torch.nn.init.normal_(gcn.out.weight)
+    x = torch.randn(3, 8, 3, 2)
+    pi, pj = all_ordered_pairs(3)
+    mi, mj = gcn(x, pi, pj)
+    ni, nj = gcn.forward_nodes(x, pi, pj)
+    assert torch.allclose(ni, mi.flatten(2).transpose(1, 2))
+    assert torch.allclose(nj, mj.flatten(2).transpose(1, 2))

@@ -51,6 +51,8 @@ def test_eval_forward_builds_no_pair_tensors(monkeypatch):
         raise AssertionError('pair branch used in eval')
 
     monkeypatch.setattr(CorrespondenceGCN, 'forward', boom)
+    monkeypatch.setattr(CorrespondenceGCN, 'forward_nodes', boom)
+    monkeypatch.setattr(CorrespondenceGCN, 'project', boom)
     x = torch.randn(4, 3, 32, 16)
     f = m(x)
     assert f.shape == (4, 16)
