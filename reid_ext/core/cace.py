@@ -10,6 +10,7 @@
   the conditional-feature losses.
 - :class:`NonLocalBlock` (embedded Gaussian, zero-initialised output BN) and :class:`GeM`.
 - :class:`WarmupCosineLR`: linear warm-up then cosine decay, stepped per epoch.
+- :func:`rescore_topk`: query-conditioned re-scoring of each query's top-k (opt-in extension).
 """
 import math
 from typing import Optional, Tuple
