@@ -98,7 +98,8 @@ def summarise(values):
 
 def row_values(r, thr):
     accs = [m['accuracy/top1'] for m in r['metrics']]
-    out = {'best': max(accs), 'final': accs[-1], 'invalid': 100 * sum(r['invalid'][thr]) / len(r['invalid'][thr])}
+    inv = r['invalid'][thr] if thr in r['invalid'] else r['invalid'][str(thr)]  # str keys after a JSON round trip
+    out = {'best': max(accs), 'final': accs[-1], 'invalid': 100 * sum(inv) / len(inv)}
     if 'accuracy/ensemble_top1' in r['metrics'][-1] and r['arm'] in ('grafting', 'dgd'):
         out['ensemble'] = r['metrics'][-1]['accuracy/ensemble_top1']
     return out
