@@ -16,7 +16,6 @@ full list of pids of a crop in :attr:`gallery_pids` (path -> list) — torchreid
 needs hashable pids. Malformed json raises :class:`mm_ext.core.datacheck.DataFormatError`
 naming the file and the field.
 """
-import copy
 import json
 import os.path as osp
 

@@ -18,7 +18,6 @@ in batches from the gallery backbone maps computed once; the ranking is the re-s
 followed by the rest in pre-selection order. Both protocols are reported: ``mAP``/``rank1``/
 ``cmc`` = official PI protocol, ``full_mAP``/``full_rank1``/``full_cmc`` = full gallery.
 """
-import copy
 import time
 
 import numpy as np

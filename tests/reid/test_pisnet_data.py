@@ -91,12 +91,12 @@ def test_configs_load_with_spec_settings(repo_root):
         assert s2.model.load_weights.startswith(s1.data.save_dir)
 
 
-@pytest.mark.parametrize('rel,edit,field', [
-    ('hard_gallery_test/gallery.json', lambda d: d.__setitem__(next(iter(d)), 5), 'first'),
-    ('query/query.json', lambda d: d.__setitem__(next(iter(d)), 'x'), 'first'),
-    ('hard_gallery_train/camera_id.json', lambda d: d.pop(next(iter(d))), 'first'),
+@pytest.mark.parametrize('rel,edit', [
+    ('hard_gallery_test/gallery.json', lambda d: d.__setitem__(next(iter(d)), 5)),
+    ('query/query.json', lambda d: d.__setitem__(next(iter(d)), 'x')),
+    ('hard_gallery_train/camera_id.json', lambda d: d.pop(next(iter(d)))),
 ])
-def test_malformed_json_names_file_and_field(pi_root, tmp_path, rel, edit, field):
+def test_malformed_json_names_file_and_field(pi_root, tmp_path, rel, edit):
     from reid_ext.datasets.pi_reid import _PIBase
     root = tmp_path / 'prw'
     shutil.copytree(pi_root, root)
