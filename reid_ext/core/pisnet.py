@@ -82,5 +82,5 @@ def pisnet_loss(out: Dict[str, torch.Tensor], pids: torch.Tensor, ce: Callable, 
     l_mps = mps_loss(out['feat'], out['q1_feat'], out['gq2_feat'], margin)
     l_gram = ce(out['gram_logits'], pids)
     loss = l_ce + l_tri + gamma * l_mps + beta * (l_gram + l_tri)
-    return loss, dict(loss_ce=float(l_ce), loss_tri=float(l_tri), loss_mps=float(l_mps),
-                      loss_gram=float(l_gram))
+    return loss, dict(loss_ce=l_ce.item(), loss_tri=l_tri.item(), loss_mps=l_mps.item(),
+                      loss_gram=l_gram.item())
