@@ -111,7 +111,9 @@ class PISNetEngine(ReidExtEngine):
     @classmethod
     def model_kwargs(cls, cfg) -> dict:
         p = cfg.pisnet
-        return dict(pyramid=p.pyramid, gram=p.gram, release_wiring=p.release_wiring)
+        # stage 2 freezes at construction, before apis wraps the model in DDP
+        return dict(pyramid=p.pyramid, gram=p.gram, release_wiring=p.release_wiring,
+                    attention_only=True)
 
     # ------------------------------------------------------------------ training
     def set_model_mode(self, mode='train', names=None):

@@ -36,16 +36,23 @@ class PISNet(BNNeckReID):
         inter_channels (int): attention channels; default half the backbone's (1024 for R-50).
         gram (bool): build the GRAM branch (``SIA_REG yes``). Defaults to True.
         release_wiring (bool): reproduce the release's auxiliary-feature wiring. Defaults to False.
+        attention_only (bool): freeze every parameter but the attention blocks' (stage 2; done at
+            construction so that a DDP wrapper built afterwards sees the final trainable set).
     """
 
     def __init__(self, num_classes: int, loss: str = 'triplet', backbone: str = 'resnet50',
                  last_stride: int = 1, pretrained: bool = False, pyramid: str = 's2',
-                 inter_channels: int = None, gram: bool = True, release_wiring: bool = False, **kwargs):
+                 inter_channels: int = None, gram: bool = True, release_wiring: bool = False,
+                 attention_only: bool = False, **kwargs):
         super().__init__(num_classes, 'triplet', backbone, last_stride, pretrained)
         d = self.feature_dim
         self.qgab = QueryGuidedAttention(d, inter_channels, pyramid)
         self.gram = QueryGuidedAttention(d, inter_channels, pyramid) if gram else None
         self.release_wiring = release_wiring
+        if attention_only:
+            keep = {id(p) for p in self.attention_parameters()}
+            for p in self.parameters():
+                p.requires_grad_(id(p) in keep)
 
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone maps (B, D, h, w)."""

@@ -107,3 +107,10 @@ def test_stage1_checkpoint_loads_and_eval_feature_is_baseline():
     gm, qm = m.maps(x), m.maps(x.flip(0))
     ref = m.bnneck(F.adaptive_avg_pool2d(gm * m.qgab.weights(gm, qm) + gm, 1).flatten(1))
     torch.testing.assert_close(m.guided_features(gm, qm), ref)
+
+
+def test_attention_only_freezes_all_but_the_attention_blocks():
+    m = PISNet(3, backbone='tiny', attention_only=True)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(('qgab.', 'gram.')) for n in trainable)
+    assert trainable == {n for n, _ in m.named_parameters() if n.startswith(('qgab.', 'gram.'))}
