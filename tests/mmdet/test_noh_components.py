@@ -369,6 +369,15 @@ def test_recall_metric_hand_computed(tmp_path):
         m.process({}, samples)
     got, want = vis.compute_metrics(vis.results), ref.compute_metrics(ref.results)
     assert got['mAP'] == want['mAP'] and got['mMR'] == want['mMR'] and got['Recall'] < out['Recall']
+    # a visible-body evaluation on an annotation whose line lacks 'vbox' names the file, line and field
+    from mm_ext.core.datacheck import DataFormatError
+    del recs[1]['gtboxes'][0]['vbox']
+    ann.write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
+    bad = METRICS.build(dict(type='CrowdHumanRecallMetric', ann_file=str(ann), metric=['AP'], gt_box_key='vbox'))
+    bad.process({}, samples)
+    with pytest.raises(DataFormatError) as err:
+        bad.compute_metrics(bad.results)
+    assert str(ann) in str(err.value) and 'gtboxes[0].vbox' in str(err.value) and '2' in str(err.value)
 
 
 @pytest.mark.parametrize('name', ['noh-nms_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py',

@@ -1,5 +1,6 @@
 """mmdet's CrowdHuman metric plus the Recall of the NOH-NMS paper."""
 import json
+import os.path as osp
 from typing import Dict, List, Union
 
 from mmengine.fileio import get_text, load
@@ -9,6 +10,7 @@ from mmdet.evaluation.metrics.crowdhuman_metric import PERSON_CLASSES, Image
 from mmdet.registry import METRICS
 
 from mm_ext._registry import register
+from mm_ext.core.datacheck import read_odgt
 
 
 @register(METRICS)
@@ -56,8 +58,11 @@ class CrowdHumanRecallMetric(CrowdHumanMetric):
             self._samples = super().load_eval_samples(result_file)
             return self._samples
         # the parent reads 'fbox' as the body: evaluate the visible box under that name
-        gt_lines = get_text(self.ann_file, backend_args=self.backend_args).strip().split('\n')
-        gt_records = [json.loads(line) for line in gt_lines]
+        if osp.isfile(self.ann_file):  # local file: named errors (file, line, field) for malformed records
+            gt_records = read_odgt(self.ann_file, box_keys=(self.gt_box_key, ))
+        else:
+            gt_lines = get_text(self.ann_file, backend_args=self.backend_args).strip().split('\n')
+            gt_records = [json.loads(line) for line in gt_lines]
         for rec in gt_records:
             for i, g in enumerate(rec.get('gtboxes', [])):
                 if self.gt_box_key not in g:
