@@ -377,7 +377,7 @@ def test_recall_metric_hand_computed(tmp_path):
     bad.process({}, samples)
     with pytest.raises(DataFormatError) as err:
         bad.compute_metrics(bad.results)
-    assert str(ann) in str(err.value) and 'gtboxes[0].vbox' in str(err.value) and '2' in str(err.value)
+    assert f'{ann}:2:' in str(err.value) and 'gtboxes[0].vbox' in str(err.value)
 
 
 @pytest.mark.parametrize('name', ['noh-nms_faster-rcnn_r50_fpn_8xb2-30e_crowdhuman.py',
