@@ -106,7 +106,7 @@ def get_default_config() -> CN:
     cfg.adam.beta2 = 0.999
 
     cfg.engine = CN()
-    cfg.engine.name = 'softmax'  # softmax | va_reid
+    cfg.engine.name = 'softmax'  # any registered engine: softmax | va_reid | act | cace | pisnet ...
 
     cfg.loss = CN()
     cfg.loss.name = 'softmax'  # softmax | triplet (model output contract)
@@ -131,8 +131,6 @@ def get_default_config() -> CN:
     cfg.test.flip = False  # reid_ext: average the features of the image and its mirror image
     cfg.test.export_features = ''  # reid_ext: npz with features, paths, pids, camids per target
 
-    if 'va_reid' not in CONFIG_NODES:  # until the VA-reID engine declares its own node
-        cfg.va_reid = _va_reid_node()
     for name, defaults in CONFIG_NODES.items():
         if name in cfg:
             raise KeyError(f'config node {name!r} of a registered engine clashes with a built-in '
@@ -171,21 +169,3 @@ def load_config(path: str, opts=()) -> CN:
     cfg.merge_from_list(opts)
     return cfg
 
-
-def _va_reid_node() -> CN:
-    node = CN()
-    node.view_label_file = ''  # '' = the dataset's own file (synth-ped) or none
-    node.num_views = 3
-    node.scale = 30.0
-    node.lsr = 'valsr'  # valsr | static | adaptive | none
-    node.epsilon = 0.2
-    node.weight_id = 1.0
-    node.weight_view = 1.0
-    node.weight_t = 1.0
-    node.margin = 0.6
-    node.weight_vp = 1.0
-    node.vaal = False
-    node.vaal_margin_id = 0.3
-    node.vaal_margin_view = 0.1
-    node.vaal_reg_weight = 1.0
-    return node
