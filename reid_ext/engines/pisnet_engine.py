@@ -4,9 +4,14 @@ Stage 1 is the plain BoT baseline (``engine.name: softmax``, ``loss.name: triple
 single-person crops, dataset ``synth_pi_single`` / PI ``*_single``); stage 2 loads its weights
 (``model.load_weights``) into PISNet and trains **only the attention blocks** (QGAB, GRAM): every
 other parameter is frozen and the frozen part's BatchNorm layers stay in eval mode, so the
-network's plain feature *is* the stage-1 feature. The pre-selection of the test protocol uses
-that feature (one backbone pass per image gives the pre-selection feature and the map the
-re-scoring reuses; no second network is needed while the backbone is frozen).
+network's plain feature *is* the stage-1 feature (bit for bit; ``tests/reid/test_pisnet_engine.py``
+checks it). By default the pre-selection of the test protocol uses that feature (one backbone
+pass per image gives the pre-selection feature and the map the re-scoring reuses).
+``pisnet.preselect_weights: <stage-1 checkpoint>`` pre-selects with a separate stage-1 BoT model
+instead (the release's way; needed when the PISNet backbone is not the stage-1 one): it is
+loaded into :meth:`PISNet.stage1_twin`, registered as the frozen model ``preselect`` (kept in
+the full checkpoints) and costs a second backbone pass per test image; the re-scoring still
+compares with PISNet's own un-attended query feature.
 
 Training: triples (G, q1, q2) from :class:`reid_ext.datasets.pi_reid.PIReID`, re-drawn at the
 start of every epoch (``regenerate(epoch)``: a function of the dataset seed and the epoch, so a
@@ -18,6 +23,7 @@ in batches from the gallery backbone maps computed once; the ranking is the re-s
 followed by the rest in pre-selection order. Both protocols are reported: ``mAP``/``rank1``/
 ``cmc`` = official PI protocol, ``full_mAP``/``full_rank1``/``full_cmc`` = full gallery.
 """
+import os.path as osp
 import time
 
 import numpy as np
@@ -26,6 +32,7 @@ import torch.nn.functional as F
 import torchreid
 from yacs.config import CfgNode as CN
 
+from reid_ext import checkpoint as ckpt_io
 from reid_ext._register import register_model
 from reid_ext.core.pi_metric import pi_evaluate
 from reid_ext.core.pisnet import pisnet_loss
@@ -34,7 +41,7 @@ from reid_ext.engines.base_engine import ReidExtEngine, _unwrap
 from reid_ext.models.pisnet import pisnet_resnet50, pisnet_tiny
 from reid_ext.registry import register_engine
 
-__all__ = ['PISNetEngine', 'pisnet_node', 'rescore_candidates']
+__all__ = ['PISNetEngine', 'pisnet_node', 'rescore_candidates', 'load_stage1_model']
 
 register_model('pisnet_resnet50', pisnet_resnet50)
 register_model('pisnet_tiny', pisnet_tiny)
@@ -53,7 +60,44 @@ def pisnet_node() -> CN:
     n.min_len = 50           # PI protocol: shorter candidate lists are skipped
     n.rescore_batch = 100    # pairs per re-scoring forward
     n.rescore = True         # False: rank by the pre-selection (stage-1 baseline) alone
+    n.preselect_weights = ''  # stage-1 checkpoint for pre-selection ('': PISNet's frozen part)
     return n
+
+
+def load_stage1_model(net, path: str):
+    """The frozen stage-1 BoT model stored in ``path`` (pre-selection), eval mode.
+
+    Args:
+        net (PISNet): the stage-2 network (gives the backbone architecture).
+        path (str): a torchreid checkpoint (``{'state_dict': ...}``, e.g. stage 1's
+            ``model/model.pth.tar-N``), a reid_ext full checkpoint (its ``model``) or a state dict;
+            ``module.`` prefixes and PISNet's attention-block keys are ignored.
+    """
+    where = f'pisnet.preselect_weights {path!r}'
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{where}: no such file; give a stage-1 checkpoint such as '
+                                f'<stage-1 save_dir>/model/model.pth.tar-<epochs>')
+    obj = ckpt_io.load_file(path)
+    if isinstance(obj, dict) and isinstance(obj.get('models'), dict):
+        obj = obj['models'].get('model')
+    elif isinstance(obj, dict) and 'state_dict' in obj:
+        obj = obj['state_dict']
+    if not isinstance(obj, dict) or 'classifier.weight' not in {
+            k[7:] if k.startswith('module.') else k for k in obj}:
+        raise ValueError(f'{where}: no state dict with classifier.weight: not a BNNeck (BoT) '
+                         f'stage-1 checkpoint')
+    sd = {(k[7:] if k.startswith('module.') else k): v for k, v in obj.items()}
+    sd = {k: v for k, v in sd.items() if not k.startswith(('qgab.', 'gram.'))}
+    twin = net.stage1_twin(sd['classifier.weight'].shape[0])
+    try:
+        twin.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError(f'{where}: not a stage-1 BoT checkpoint of the {net.backbone_name!r} '
+                         f'backbone (last stride {net.last_stride}): '
+                         f'{" ".join(str(e).split())[:400]}') from None
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin.eval()
 
 
 @torch.no_grad()
@@ -84,13 +128,17 @@ class PISNetEngine(ReidExtEngine):
 
     def __init__(self, datamanager, model, optimizer=None, scheduler=None, use_gpu=False,
                  gamma=1.0, beta=0.5, margin=0.1, topk=100, min_len=50, rescore_batch=100,
-                 rescore=True):
+                 rescore=True, preselect_weights=''):
         super().__init__(datamanager, use_gpu)
         net = _unwrap(model)
         keep = {id(p) for p in net.attention_parameters()}
         for p in net.parameters():  # stage 2: only the attention blocks train
             p.requires_grad_(id(p) in keep)
         self.model = self.register_model('model', model, optimizer, scheduler)
+        self.preselect = None  # separate stage-1 model for pre-selection (module docstring)
+        if preselect_weights:
+            twin = load_stage1_model(net, preselect_weights)
+            self.preselect = self.register_model('preselect', twin.cuda() if use_gpu else twin)
         self.gamma, self.beta, self.margin = gamma, beta, margin
         self.topk, self.min_len, self.rescore_batch = topk, min_len, rescore_batch
         self.do_rescore = rescore
@@ -106,7 +154,8 @@ class PISNetEngine(ReidExtEngine):
         p = cfg.pisnet
         return cls(datamanager, model, optimizer, scheduler, use_gpu=cfg.use_gpu, gamma=p.gamma,
                    beta=p.beta, margin=p.margin, topk=p.topk, min_len=p.min_len,
-                   rescore_batch=p.rescore_batch, rescore=p.rescore)
+                   rescore_batch=p.rescore_batch, rescore=p.rescore,
+                   preselect_weights=p.preselect_weights)
 
     @classmethod
     def model_kwargs(cls, cfg) -> dict:
@@ -122,6 +171,8 @@ class PISNetEngine(ReidExtEngine):
             net = _unwrap(self.model)
             for m in (net.backbone, net.bnneck):
                 m.eval()
+            if self.preselect is not None:
+                self.preselect.eval()
 
     def train(self, print_freq=10, fixbase_epoch=0, open_layers=None):
         ds = self.train_loader.dataset
@@ -147,10 +198,14 @@ class PISNetEngine(ReidExtEngine):
         maps = net.maps(imgs)
         feats = net.bnneck(net.pool(maps).flatten(1))
         paths = list(data['impath'])
-        return {'feats': feats.float().cpu(), 'maps': maps.float().cpu(),
-                'pids': np.asarray(pids, dtype=np.int64),
-                'camids': np.asarray(camids, dtype=np.int64), 'paths': paths,
-                'pid_lists': [self.gallery_pids.get(p, [int(i)]) for p, i in zip(paths, pids)]}
+        out = {'feats': feats.float().cpu(), 'maps': maps.float().cpu(),
+               'pids': np.asarray(pids, dtype=np.int64),
+               'camids': np.asarray(camids, dtype=np.int64), 'paths': paths,
+               'pid_lists': [self.gallery_pids.get(p, [int(i)]) for p, i in zip(paths, pids)]}
+        if self.preselect is not None:  # 'feats' = pre-selection, 'plain' = PISNet's own
+            out['plain'] = out['feats']
+            out['feats'] = self.preselect(imgs).float().cpu()
+        return out
 
     def rescore(self, q_maps: torch.Tensor, q_feat: torch.Tensor, g_maps: torch.Tensor) -> torch.Tensor:
         """:func:`rescore_candidates` with this engine's model and batch size."""
@@ -159,8 +214,12 @@ class PISNetEngine(ReidExtEngine):
     def compute_distance(self, query, gallery, dist_metric='euclidean', normalize_feature=False,
                          rerank=False):
         """Pre-selection + re-scoring; returns a (Q, G) matrix whose row order is the final
-        ranking: re-scored top-k distances (in [0, 2]), then 2 + the pre-selection distance."""
+        ranking: re-scored top-k distances (in [0, 2]), then 2 + the pre-selection distance.
+        Pre-selection on ``feats``; the re-scoring compares each conditioned gallery feature
+        with PISNet's un-attended query feature (``plain``, = ``feats`` without a separate
+        pre-selection model)."""
         qf, gf = F.normalize(query['feats'], dim=1), F.normalize(gallery['feats'], dim=1)
+        q_plain = F.normalize(query['plain'], dim=1) if 'plain' in query else qf
         pre = torchreid.metrics.compute_distance_matrix(qf, gf, 'euclidean')
         k = len(gf) if self.topk <= 0 else min(self.topk, len(gf))
         dist = (pre + 2.0).numpy().astype(np.float64)
@@ -170,7 +229,7 @@ class PISNetEngine(ReidExtEngine):
         t = time.time()
         for i in range(len(qf)):
             idx = order[i]
-            d = self.rescore(query['maps'][i], qf[i], gallery['maps'][idx])
+            d = self.rescore(query['maps'][i], q_plain[i], gallery['maps'][idx])
             dist[i, idx.numpy()] = d.numpy()
         self.rescore_time = time.time() - t
         return dist

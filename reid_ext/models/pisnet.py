@@ -45,6 +45,7 @@ class PISNet(BNNeckReID):
                  inter_channels: int = None, gram: bool = True, release_wiring: bool = False,
                  attention_only: bool = False, **kwargs):
         super().__init__(num_classes, 'triplet', backbone, last_stride, pretrained)
+        self.backbone_name, self.last_stride = backbone, last_stride  # stage-1 twin (pre-selection)
         d = self.feature_dim
         self.qgab = QueryGuidedAttention(d, inter_channels, pyramid)
         self.gram = QueryGuidedAttention(d, inter_channels, pyramid) if gram else None
@@ -53,6 +54,12 @@ class PISNet(BNNeckReID):
             keep = {id(p) for p in self.attention_parameters()}
             for p in self.parameters():
                 p.requires_grad_(id(p) in keep)
+
+    def stage1_twin(self, num_classes: int = None) -> BNNeckReID:
+        """A fresh BoT :class:`BNNeckReID` of this network's backbone (the stage-1 architecture;
+        its state-dict keys are this network's minus the attention blocks)."""
+        return BNNeckReID(num_classes or self.classifier.out_features, 'triplet',
+                          self.backbone_name, self.last_stride)
 
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone maps (B, D, h, w)."""

@@ -1,6 +1,7 @@
 """PISNet stage-2 engine: one epoch runs (only attention blocks change), checkpoints, resumes
 exactly (triples re-drawn per epoch from the seed); evaluation reports both protocols and the
-re-scoring equals per-pair model calls."""
+re-scoring equals per-pair model calls; pre-selection by the frozen stage-1 part equals the
+separate stage-1 model (``pisnet.preselect_weights``), which selects the candidates when given."""
 import shutil
 
 import numpy as np
@@ -12,7 +13,9 @@ from reid_ext import checkpoint as ckpt_io
 from reid_ext.apis import run
 from reid_ext.config import load_config
 from reid_ext.datagen.synth_pi import generate
-from reid_ext.engines import pisnet_engine  # noqa: F401
+from reid_ext.engines.pisnet_engine import load_stage1_model
+from reid_ext.models.bnneck_resnet import BNNeckReID
+from reid_ext.models.pisnet import PISNet
 
 SMALL = dict(num_train_ids=4, num_test_ids=4, num_cams=3, cams_per_id=2, images_per_cam=2,
              crops_per_id=2, num_unlabelled=2, height=32, width=16)
@@ -84,3 +87,84 @@ def test_batched_rescoring_equals_pairwise_model_calls(pi_data, tmp_path, repo_r
             assert float(d) == pytest.approx(dist[qi, j], abs=1e-5)
     # candidates outside the top-5 keep their pre-selection order after the re-scored ones
     assert (np.sort(dist[qi])[5:] >= 2).all() and (np.sort(dist[qi])[:5] <= 2).all()
+
+
+def _stage1_checkpoint(path, seed):
+    """A stage-1 BoT (tiny) checkpoint in torchreid's format, with BN statistics away from (0, 1)."""
+    torch.manual_seed(seed)
+    m = BNNeckReID(4, 'triplet', 'tiny').train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(8, 3, 32, 16) * 2 + 0.5)
+    torch.save({'state_dict': m.state_dict(), 'epoch': 1}, path)
+    return m.eval()
+
+
+def test_frozen_stage1_part_is_bit_identical_to_the_stage1_model(pi_data, tmp_path, repo_root):
+    """Default pre-selection (PISNet's frozen part after a stage-2 epoch) == a separately loaded
+    stage-1 model (``pisnet.preselect_weights``): same features bit for bit, same distance matrix."""
+    w = tmp_path / 'stage1.pth'
+    _stage1_checkpoint(w, 0)
+    eng = run(_cfg(repo_root, pi_data, tmp_path / 'a', 'model.load_weights', str(w),
+                   'pisnet.preselect_weights', str(w), 'train.max_epoch', '1'), keep_distmat=True)
+    assert len(eng.history) == 1 and eng.get_model_names() == ['model', 'preselect']
+    assert float(eng._optims['model'].state[eng.model.qgab.theta.weight]['step']) > 0  # stage 2 trained
+    sd = torch.load(w, weights_only=False)['state_dict']
+    loaders = eng.datamanager.test_loader['synth_pi']
+    q, g = eng.extract(loaders['query']), eng.extract(loaders['gallery'])
+    for out in (q, g):
+        assert torch.equal(out['feats'], out['plain'])
+    d_sep = eng.compute_distance(q, g)
+    np.testing.assert_array_equal(d_sep, eng.distmats['synth_pi'])
+    eng.preselect = None  # the default path: pre-selection on PISNet's own frozen part
+    q0, g0 = eng.extract(loaders['query']), eng.extract(loaders['gallery'])
+    assert 'plain' not in q0 and torch.equal(q0['feats'], q['feats'])
+    np.testing.assert_array_equal(eng.compute_distance(q0, g0), d_sep)
+    # the full checkpoint carries the pre-selection model
+    last = ckpt_io.load_file(str(sorted((tmp_path / 'a' / 'checkpoints').glob('ckpt_e*.pth'))[-1]))
+    for k, v in sd.items():
+        assert torch.equal(last['models']['preselect'][k], v), k
+
+
+def test_separate_preselection_model_selects_candidates(pi_data, tmp_path, repo_root):
+    """With another stage-1 checkpoint, the top-k candidates are that model's and the re-scoring
+    compares with PISNet's own un-attended query feature."""
+    w, w2 = tmp_path / 's1.pth', tmp_path / 'other.pth'
+    _stage1_checkpoint(w, 0)
+    other = _stage1_checkpoint(w2, 1)
+    eng = run(_cfg(repo_root, pi_data, tmp_path / 'e', 'model.load_weights', str(w),
+                   'pisnet.preselect_weights', str(w2), 'train.max_epoch', '0', 'test.evaluate', 'True'))
+    loaders = eng.datamanager.test_loader['synth_pi']
+    q, g = eng.extract(loaders['query']), eng.extract(loaders['gallery'])
+    batch = next(iter(loaders['query']))
+    with torch.no_grad():
+        torch.testing.assert_close(q['feats'][:len(batch['img'])], other(batch['img']),
+                                   rtol=0, atol=0)
+        assert not torch.allclose(q['feats'], q['plain'])
+        dist = eng.compute_distance(q, g)
+        norm = torch.nn.functional.normalize
+        pre = torch.cdist(norm(q['feats'], dim=1), norm(g['feats'], dim=1)).numpy()
+        for i in range(len(dist)):
+            top = np.argsort(pre[i], kind='stable')[:5]
+            assert set(np.flatnonzero(dist[i] < 2)) == set(top.tolist())
+            gf = norm(eng.model.guided_features(g['maps'][top], q['maps'][i:i + 1].expand(5, -1, -1, -1)), dim=1)
+            ref = (gf - norm(q['plain'][i:i + 1], dim=1)).norm(dim=1)
+            np.testing.assert_allclose(dist[i, top], ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_preselect_weights_errors_name_the_option(tmp_path):
+    net = PISNet(4, backbone='tiny')
+    with pytest.raises(FileNotFoundError, match='pisnet.preselect_weights'):
+        load_stage1_model(net, str(tmp_path / 'missing.pth'))
+    torch.save({'foo': 1}, tmp_path / 'junk.pth')
+    with pytest.raises(ValueError, match=r'junk\.pth.*not a BNNeck'):
+        load_stage1_model(net, str(tmp_path / 'junk.pth'))
+    sd = BNNeckReID(4, 'triplet', 'tiny').state_dict()
+    del sd['bnneck.weight']
+    torch.save({'state_dict': sd}, tmp_path / 'partial.pth')
+    with pytest.raises(ValueError, match=r"partial\.pth.*'tiny' backbone.*bnneck\.weight"):
+        load_stage1_model(net, str(tmp_path / 'partial.pth'))
+    # a PISNet checkpoint's stage-1 part (attention keys ignored) and DDP prefixes load
+    full = {'module.' + k: v for k, v in PISNet(4, backbone='tiny').state_dict().items()}
+    torch.save({'state_dict': full}, tmp_path / 'pisnet.pth')
+    assert not load_stage1_model(net, str(tmp_path / 'pisnet.pth')).training
