@@ -45,6 +45,9 @@ def test_stage2_epoch_runs_checkpoints_and_resumes(pi_data, tmp_path, repo_root)
     res = ref.results['synth_pi']
     for k in ('mAP', 'rank1', 'full_mAP', 'full_rank1'):
         assert 0.0 <= res[k] <= 1.0
+    # the triples were re-drawn for the last epoch (epoch index 1), same crops in the same order
+    ds = ref.train_loader.dataset
+    assert ds.train == ds._triples(1) and [t[0][1:] for t in ds.train] != [t[0][1:] for t in ds._triples(0)]
     ckpts = sorted((tmp_path / 'ref' / 'checkpoints').glob('ckpt_e*.pth'))
     assert len(ckpts) == 2
     first, last = ckpt_io.load_file(str(ckpts[0])), ckpt_io.load_file(str(ckpts[1]))
