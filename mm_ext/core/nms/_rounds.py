@@ -68,6 +68,14 @@ class _NumpyOps:
         return np.zeros(n, dtype=bool)
 
     @staticmethod
+    def ones_bool(n, like):
+        return np.ones(n, dtype=bool)
+
+    @staticmethod
+    def empty(shape, like):
+        return np.empty(shape, dtype=like.dtype)
+
+    @staticmethod
     def arange(n, like):
         return np.arange(n)
 
@@ -92,12 +100,17 @@ class _NumpyOps:
         return np.maximum(x, 0)
 
     @staticmethod
+    def clip_min(x, v):
+        return np.maximum(x, v)
+
+    @staticmethod
     def mul_at(a, idx, f):
         np.multiply.at(a, idx, f)
 
     @staticmethod
     def isfinite_rows(a):
-        return np.isfinite(a).all(1)
+        """(N, 4) -> (N,) all four finite (the four bool bytes of a row read as one uint32)."""
+        return np.isfinite(a).view(np.uint32).reshape(-1) == 0x01010101
 
     @staticmethod
     def lexsort_desc(score, idx):
@@ -106,19 +119,11 @@ class _NumpyOps:
 
     @staticmethod
     def to_float(x, like):
-        return x.astype(like.dtype)
+        return x.astype(like.dtype, copy=False)
 
     @staticmethod
-    def stack_cols(cols):
-        return np.stack(cols, 1)
-
-    @staticmethod
-    def to_int(x):
-        return x.astype(np.int64)
-
-    @staticmethod
-    def columns(b):
-        return np.ascontiguousarray(b.T)
+    def to_f64(x):
+        return x.astype(np.float64, copy=False)
 
     @staticmethod
     def take_cols(a, idx):
@@ -140,6 +145,14 @@ class _TorchOps:
     @staticmethod
     def zeros_bool(n, like):
         return torch.zeros(n, dtype=torch.bool, device=like.device)
+
+    @staticmethod
+    def ones_bool(n, like):
+        return torch.ones(n, dtype=torch.bool, device=like.device)
+
+    @staticmethod
+    def empty(shape, like):
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
 
     @staticmethod
     def arange(n, like):
@@ -166,6 +179,10 @@ class _TorchOps:
         return x.clamp(min=0)
 
     @staticmethod
+    def clip_min(x, v):
+        return x.clamp(min=v)
+
+    @staticmethod
     def mul_at(a, idx, f):
         a.scatter_reduce_(0, idx, f, 'prod')
 
@@ -184,16 +201,8 @@ class _TorchOps:
         return x.to(like.dtype)
 
     @staticmethod
-    def stack_cols(cols):
-        return torch.stack(cols, 1)
-
-    @staticmethod
-    def to_int(x):
-        return x.long()
-
-    @staticmethod
-    def columns(b):
-        return b.t().contiguous()
+    def to_f64(x):
+        return x.double()
 
     @staticmethod
     def take_cols(a, idx):
@@ -289,16 +298,15 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     xp = ops.xp
     t = max(float(min_thr), 0.0)
     c = 1.0 / (1.0 + t)
-    cols = ops.columns(boxes)
-    x1, y1, x2, y2 = _f64(ops, cols)
-    w, h = x2 - x1, y2 - y1
+    b64 = ops.to_f64(boxes)  # the sweep keys need the precision
+    x1, y1 = b64[:, 0], b64[:, 1]
+    w, h = b64[:, 2] - x1, b64[:, 3] - y1
     empty = ops.arange(0, boxes)
-    proper = (w > 0) & (h > 0)  # an empty box overlaps nothing (IoU 0, also with the legacy offset)
     sub = None
-    if not bool(proper.all()):
-        sub = ops.nz(proper)
-        cols = ops.take_cols(cols, sub)
-        x1, y1, w, h = ops.take(x1, sub), ops.take(y1, sub), ops.take(w, sub), ops.take(h, sub)
+    if x1.shape[0] >= 2 and not (float(w.min()) > 0 and float(h.min()) > 0):
+        # an empty box overlaps nothing (IoU 0, also with the legacy offset)
+        sub = ops.nz((w > 0) & (h > 0))
+        boxes, x1, y1, w, h = (ops.take(a, sub) for a in (boxes, x1, y1, w, h))
         labels = None if labels is None else ops.take(labels, sub)
     n = x1.shape[0]
     if n < 2:
@@ -321,8 +329,7 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     up = ((h_s / t).clip(max=h_max) if t > 0 else xp.ones_like(h_s) * h_max) - t * h_s
     k_lo = xp.floor(yrel_s - (c / band_h) * up) - yband_s  # band offsets the window touches
     k_hi = xp.floor(yrel_s + (c * shrink / band_h) * h_s) - yband_s
-    koff = ops.arange(2 * _BANDS + 1, boxes) - _BANDS
-    kf = ops.to_float(koff, key)[:, None]
+    kf = ops.to_float(ops.arange(2 * _BANDS + 1, boxes) - _BANDS, key)[:, None]
     base = ((band_s[None, :] + kf) * span + xs_s[None, :]).reshape(-1)  # (2B + 1) x N window starts
     q = ops.nz(((k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)).reshape(-1))  # bands the window touches
     anchor = q % n
@@ -340,7 +347,8 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     # candidate pairs as positions in the sorted order
     first_s = ops.repeat(anchor, counts, total)
     second_s = ops.arange(total, boxes) + ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
-    cols_s = ops.take_cols(cols, order)
+    # exact IoU of the candidates, in the input dtype, from the sorted coordinate rows
+    cols_s = ops.take(boxes, order).T
     cf, cs = ops.take_cols(cols_s, first_s), ops.take_cols(cols_s, second_s)  # (4, C)
     wh = ops.clip0(xp.minimum(cf[2:], cs[2:]) - xp.maximum(cf[:2], cs[:2]))
     inter = wh[0] * wh[1]
@@ -358,15 +366,13 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     return xp.minimum(first, second), xp.maximum(first, second), iou
 
 
-def _f64(ops, cols):
-    """The four coordinate rows in float64 (the sweep keys need the precision)."""
-    c = cols.astype(np.float64) if ops is _NumpyOps else cols.double()
-    return c[0], c[1], c[2], c[3]
-
-
 def _initial_alive(ops, cur, boxes, min_score, labels, keep_first_pick):
-    """Finite candidates at or above ``min_score`` (plus each class's first pick)."""
+    """Finite candidates at or above ``min_score`` (plus each class's first pick);
+    None when that is every box (the common case, tested with three reductions)."""
     xp = ops.xp
+    # a sum is finite only if every term is (an overflowing finite sum takes the exact path)
+    if cur.shape[0] and bool(xp.isfinite(boxes.sum() + cur.sum())) and float(cur.min()) >= min_score:
+        return None
     finite = xp.isfinite(cur) & ops.isfinite_rows(boxes)
     alive = finite & (cur >= min_score)
     if keep_first_pick and bool((finite & ~alive).any()):
@@ -388,7 +394,8 @@ def _initial_alive(ops, cur, boxes, min_score, labels, keep_first_pick):
 def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tensor], gate,
                        edge_fn: Optional[EdgeFn] = None, extras: Optional[Dict[str, Tensor]] = None,
                        min_score: float = 0.0, max_num: int = -1, legacy_iou_offset: bool = False,
-                       labels: Optional[Tensor] = None, keep_first_pick: bool = True) -> Tuple[Tensor, Tensor]:
+                       labels: Optional[Tensor] = None, keep_first_pick: bool = True,
+                       edge_iou: bool = True) -> Tuple[Tensor, Tensor]:
     """Run the pick-and-rescore loop in rounds (see the module docstring).
 
     When box i is picked it acts on every remaining box j of its label with
@@ -422,6 +429,8 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
             scores below ``min_score`` (the official loop drops candidates only after
             a pick). False drops every candidate below ``min_score`` up front.
             Defaults to True.
+        edge_iou (bool): ``edge_fn`` reads the IoU (False: it gets None, and the IoU
+            of the pairs is not carried through the rounds). Defaults to True.
 
     Returns:
         tuple[Tensor, Tensor]: ``keep`` (K,) int64 indices into ``boxes`` and their
@@ -437,7 +446,6 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
     device = boxes.device
     numpy_path = use_numpy(boxes, scores)
     ops = _NumpyOps if numpy_path else _TorchOps
-    xp = ops.xp
 
     def arr(t):
         return None if t is None else (t.detach().numpy() if numpy_path else t.detach())
@@ -445,28 +453,35 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
     b = arr(boxes)
     cur = arr(scores).copy() if numpy_path else scores.detach().clone()
     lab = arr(labels)
+    n = cur.shape[0]
     alive = _initial_alive(ops, cur, b, min_score, lab, keep_first_pick)
-    idx = ops.nz(alive)
-    if idx.shape[0] == 0:
+    idx = None if alive is None else ops.nz(alive)
+    if idx is not None and idx.shape[0] == 0:
         keep = idx
     else:
         ex = {k: arr(t) for k, t in (extras or {}).items()}
-        uniform_thr = not isinstance(row_thr, Tensor)
-        thr = None if uniform_thr else arr(row_thr)
-        min_thr = float(row_thr) if uniform_thr else float(ops.take(thr, idx).min())
+        thr = None if not isinstance(row_thr, Tensor) else arr(row_thr)
+        if thr is None:
+            min_thr = float(row_thr)
+        else:
+            min_thr = float((thr if idx is None else ops.take(thr, idx)).min())
         if callable(gate):
             gate_a = gate(ops, ex)
         elif isinstance(gate, Tensor):
             gate_a = arr(gate).copy() if numpy_path else gate.clone()
         else:
-            gate_a = ops.zeros_bool(cur.shape[0], cur) | bool(gate)
-        u, v, iou = overlap_pairs(ops.take(b, idx), min_thr, legacy_iou_offset,
-                                  None if lab is None else ops.take(lab, idx), ops)
-        u, v = ops.take(idx, u), ops.take(idx, v)
+            gate_a = ops.zeros_bool(n, cur) | bool(gate)
+        if idx is None:  # every box is a candidate
+            alive = ops.ones_bool(n, cur)
+            u, v, iou = overlap_pairs(b, min_thr, legacy_iou_offset, lab, ops)
+        else:
+            u, v, iou = overlap_pairs(ops.take(b, idx), min_thr, legacy_iou_offset,
+                                      None if lab is None else ops.take(lab, idx), ops)
+            u, v = ops.take(idx, u), ops.take(idx, v)
         rescaling = edge_fn is not None and bool(gate_a.any())
         edges = partial(edge_fn, ops, ex) if rescaling else None
-        keep = _rounds(ops, cur, alive, u, v, ops.to_float(iou, cur), gate_a, thr, uniform_thr, edges,
-                       float(min_score))
+        iou = ops.to_float(iou, cur) if thr is not None or (rescaling and edge_iou) else None
+        keep = _rounds(ops, cur, alive, u, v, iou, gate_a, thr, edges, float(min_score))
     final = ops.take(cur, keep)
     order = ops.lexsort_desc(final, keep)
     keep, final = ops.take(keep, order), ops.take(final, order)
@@ -477,26 +492,24 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
     return keep.to(device), final
 
 
-def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min_score):
+def _rounds(ops, cur, alive, u, v, iou, active, row_thr, edges, min_score):
     """The round loop; updates ``cur`` in place and returns the picked indices (any order).
 
-    ``u < v`` index each overlapping pair, ``iou`` is its IoU; ``active`` = gate and
-    not flagged. ``edges(src, dst, iou)`` gives the factors (and flags) of the pairs
-    applied in a round (each pair is applied at most once), or is None for greedy
-    suppression.
+    ``u < v`` index each overlapping pair, ``iou`` is its IoU (None when nothing reads
+    it); ``active`` = gate and not flagged; ``row_thr`` the per-box thresholds (None:
+    one threshold, every pair acts). ``edges(src, dst, iou)`` gives the factors (and
+    flags) of the pairs applied in a round (each pair is applied at most once), or is
+    None for greedy suppression.
     """
     xp = ops.xp
     n = cur.shape[0]
     picked = []
-    while True:
-        if u.shape[0] == 0:
-            picked.append(ops.nz(alive))
-            break
+    while u.shape[0]:
         up = ops.take(cur, u) >= ops.take(cur, v)  # the lower index wins ties
         src = xp.where(up, u, v)
         dst = xp.where(up, v, u)
         e = None
-        if not uniform_thr:  # Adaptive-NMS: an edge acts only above its source's threshold
+        if row_thr is not None:  # Adaptive-NMS: an edge acts only above its source's threshold
             e = ops.nz(iou > ops.take(row_thr, src))
             src, dst = ops.take(src, e), ops.take(dst, e)
         blocked = ops.zeros_bool(n, cur)
@@ -512,7 +525,8 @@ def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min
             s_src = ops.take(src, fs)
             on = ops.take(active, s_src)  # a box without (or with a spent) NOH suppresses greedily
             if bool(on.any()):
-                factor, flag = edges(s_src, s_dst, ops.take(iou, fs if e is None else ops.take(e, fs)))
+                s_iou = None if iou is None else ops.take(iou, fs if e is None else ops.take(e, fs))
+                factor, flag = edges(s_src, s_dst, s_iou)
                 ops.mul_at(cur, s_dst, xp.where(on, ops.to_float(factor, cur), 0.0))
                 if flag is not None:
                     active[s_dst[flag & on]] = False
@@ -520,5 +534,8 @@ def _rounds(ops, cur, alive, u, v, iou, active, row_thr, uniform_thr, edges, min
                 cur[s_dst] = 0
             alive = alive & (cur >= min_score)  # NaN compares False: dropped
         ke = ops.nz(ops.take(alive, u) & ops.take(alive, v))
-        u, v, iou = ops.take(u, ke), ops.take(v, ke), ops.take(iou, ke)
+        u, v = ops.take(u, ke), ops.take(v, ke)
+        if iou is not None:
+            iou = ops.take(iou, ke)
+    picked.append(ops.nz(alive))
     return ops.cat(picked)
