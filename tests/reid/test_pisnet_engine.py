@@ -171,3 +171,105 @@ def test_preselect_weights_errors_name_the_option(tmp_path):
     full = {'module.' + k: v for k, v in PISNet(4, backbone='tiny').state_dict().items()}
     torch.save({'state_dict': full}, tmp_path / 'pisnet.pth')
     assert not load_stage1_model(net, str(tmp_path / 'pisnet.pth')).training
+
+
+def test_bf16_autocast_stage2_step_on_cpu(pi_data, tmp_path, repo_root):
+    """One stage-2 step under the base engine's CPU autocast (bfloat16): the attention blocks run
+    in bf16, the loss is finite, only they change and stay fp32."""
+    from reid_ext.apis import (build_datamanager, build_engine, build_model, build_optimizer,
+                               build_scheduler, build_train_loader)
+    cfg = _cfg(repo_root, pi_data, tmp_path, 'train.amp', 'True', 'train.max_epoch', '1')
+    dm = build_datamanager(cfg)
+    dm.train_loader = build_train_loader(cfg, dm.train_loader.dataset, cfg.train.seed)
+    model = build_model(cfg, dm.num_train_pids)
+    opt = build_optimizer(cfg, model)
+    engine = build_engine(cfg, dm, model, opt, build_scheduler(cfg, opt))
+    assert engine.amp and engine.amp_dtype == torch.bfloat16 and not engine.scaler.is_enabled()
+    dtypes = []
+    model.qgab.theta.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    engine.set_model_mode('train')
+    engine.train_loader.batch_sampler.set_epoch(0)
+    summary = engine.forward_backward(next(iter(engine.train_loader)))
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert set(summary) == {'loss_ce', 'loss_tri', 'loss_mps', 'loss_gram'}
+    assert all(np.isfinite(v) for v in summary.values())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(('qgab.', 'gram.')) for k in changed)
+    assert any(k.startswith('gram.') for k in changed)  # the GRAM branch got a gradient too
+
+
+RECORDER = '''
+import os.path as osp
+import torch
+from reid_ext import dist as rdist
+from reid_ext.engines.base_engine import _unwrap
+from reid_ext.engines.pisnet_engine import PISNetEngine
+from reid_ext.registry import register_engine
+
+
+@register_engine('recording_pisnet')
+class RecordingPISNet(PISNetEngine):
+    def forward_backward(self, data):
+        self.steps.append(sorted(set(data['pid'].tolist())))
+        return super().forward_backward(data)
+
+    def run(self, **kwargs):
+        self.steps = []
+        out = super().run(**kwargs)
+        torch.save(dict(steps=self.steps, results=self.results,
+                        state=_unwrap(self.model).state_dict()),
+                   osp.join(kwargs['save_dir'], f'record_rank{rdist.get_rank()}.pt'))
+        return out
+'''
+
+
+@pytest.mark.slow
+def test_two_rank_gloo_stage2_epoch(pi_data, tmp_path, repo_root):
+    """A stage-2 epoch on 2 CPU ranks (gloo, tools/reid_dist_train.sh): lockstep weights, disjoint
+    p1 identities per step, the gathered PI evaluation equals one process on the saved weights."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+    mods = tmp_path / 'mods'
+    mods.mkdir()
+    (mods / 'pisnet_recorder.py').write_text(RECORDER)
+    cfg = yaml.safe_load((repo_root / CFG).read_text())
+    cfg['custom_imports'] = ['reid_ext.engines.pisnet_engine', 'pisnet_recorder']
+    cfg['engine']['name'] = 'recording_pisnet'
+    cfg['model']['load_weights'] = ''
+    cfg['data'].update(root=str(pi_data), height=32, width=16)
+    cfg['train'].update(batch_size=4, max_epoch=1, warmup_epochs=0, stepsize=[10], seed=1,
+                        print_freq=1000)
+    cfg['sampler']['num_instances'] = 2
+    cfg['test']['batch_size'] = 16
+    cfg['pisnet'].update(topk=5, min_len=3, rescore_batch=2)
+    path = tmp_path / 'ddp.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(port),
+               PYTHONPATH=os.pathsep.join([str(repo_root), str(mods)]))
+    out = tmp_path / 'ddp'
+    proc = subprocess.run(['bash', str(repo_root / 'tools' / 'reid_dist_train.sh'), str(path), '2',
+                           '--save-dir', str(out)], cwd=str(repo_root), env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert 'DDP: 2 processes, global batch 8' in proc.stdout
+    recs = [torch.load(out / f'record_rank{r}.pt', weights_only=False) for r in range(2)]
+    assert len(recs[0]['steps']) == len(recs[1]['steps']) > 0
+    for a, b in zip(recs[0]['steps'], recs[1]['steps']):
+        assert len(a) == len(b) == 2 and not set(a) & set(b)
+    for k, v in recs[0]['state'].items():
+        assert torch.equal(v, recs[1]['state'][k]), k
+    res = recs[0]['results']['synth_pi']
+    assert recs[1]['results']['synth_pi'] == res
+    one = run(_cfg(repo_root, pi_data, tmp_path / 'one', 'model.load_weights',
+                   str(out / 'model' / 'model.pth.tar-1'), 'test.evaluate', 'True'))
+    for k in ('mAP', 'rank1', 'full_mAP', 'full_rank1', 'num_valid'):
+        assert one.results['synth_pi'][k] == res[k], k
