@@ -51,6 +51,10 @@ EPS = 1e-6
 _BANDS = 2
 
 
+#: complex dtype of the same precision (two coordinates read as one number)
+_COMPLEX = {np.float32: np.complex64, np.float64: np.complex128}
+
+
 class _NumpyOps:
     """The few calls whose numpy and torch spellings differ (numpy side)."""
     xp = np
@@ -126,8 +130,23 @@ class _NumpyOps:
         return x.astype(np.float64, copy=False)
 
     @staticmethod
-    def take_cols(a, idx):
-        return a.take(idx, axis=1)
+    def neg_xy(rows):
+        """(N, 4) contiguous rows (x1, y1, x2, y2) -> (-x1, -y1, x2, y2), in place."""
+        c = rows.view(_COMPLEX[rows.dtype.type])  # (N, 2): x1 + i y1, x2 + i y2
+        np.negative(c[:, 0], out=c[:, 0])
+        return rows
+
+    @staticmethod
+    def intersections(rows, first, second):
+        """Intersection areas of the box pairs (first, second) of ``rows`` (N, 4) =
+        (-x1, -y1, x2, y2) (see :meth:`neg_xy`): one minimum over contiguous (C, 4) rows,
+        then the two (C,) differences as one complex addition (numpy is slow on views of
+        two columns; negation and a + (-b) = a - b are exact, as is a complex sum)."""
+        m = np.minimum(rows.take(first, axis=0), rows.take(second, axis=0))
+        mc = m.view(_COMPLEX[m.dtype.type])  # (C, 2): -max x1 + i (-max y1), min x2 + i min y2
+        wh = (mc[:, 1] + mc[:, 0]).view(m.dtype)  # iw, ih interleaved
+        np.maximum(wh, 0, out=wh)
+        return wh[0::2] * wh[1::2]
 
 
 class _TorchOps:
@@ -205,8 +224,15 @@ class _TorchOps:
         return x.double()
 
     @staticmethod
-    def take_cols(a, idx):
-        return a.index_select(1, idx)
+    def neg_xy(rows):
+        rows[:, :2] = -rows[:, :2]
+        return rows
+
+    @staticmethod
+    def intersections(rows, first, second):
+        m = torch.minimum(rows.index_select(0, first), rows.index_select(0, second))
+        wh = (m[:, 2:] + m[:, :2]).clamp_(min=0)
+        return wh[:, 0] * wh[:, 1]
 
 
 # edge_fn(ops, extras, src, dst, iou) -> (E,) factors of src on dst and (E,) flags or None
@@ -347,13 +373,11 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     # candidate pairs as positions in the sorted order
     first_s = ops.repeat(anchor, counts, total)
     second_s = ops.arange(total, boxes) + ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
-    # exact IoU of the candidates, in the input dtype, from the sorted coordinate rows
-    cols_s = ops.take(boxes, order).T
-    cf, cs = ops.take_cols(cols_s, first_s), ops.take_cols(cols_s, second_s)  # (4, C)
-    wh = ops.clip0(xp.minimum(cf[2:], cs[2:]) - xp.maximum(cf[:2], cs[:2]))
-    inter = wh[0] * wh[1]
+    # exact IoU of the candidates, in the input dtype, from the sorted rows
     off = 1.0 if legacy_offset else 0.0
-    area = (cols_s[2] - cols_s[0] + off) * (cols_s[3] - cols_s[1] + off)
+    rows = ops.take(boxes, order)
+    area = (rows[:, 2] - rows[:, 0] + off) * (rows[:, 3] - rows[:, 1] + off)
+    inter = ops.intersections(ops.neg_xy(rows), first_s, second_s)
     union = ops.take(area, first_s) + ops.take(area, second_s) - inter
     m = ops.nz(inter > union * t)  # IoU > t (the union is positive: no empty boxes here)
     iou = ops.take(inter, m) / ops.take(union, m)
