@@ -150,7 +150,7 @@ def _tiny_cfg(dataset, work_dir, epochs=3, **model):
     cfg.model.net.head.in_channels = 16
     cfg.model.update(model)
     cfg.train_dataloader.sampler.num_streams = cfg.model.num_nets
-    if cfg.model.get('dgd'):
+    if cfg.model.get('dgd') and cfg.model.dgd.get('teacher_inputs') == 'shared':
         cfg.train_dataloader.sampler.shared_order = True
     cfg.train_cfg.max_epochs = epochs
     cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[2], gamma=0.1)]
@@ -230,7 +230,8 @@ def _load_ckpt(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('n,dgd', [(2, None), (3, dict(weight=1.0, temperature=2.0))])
+@pytest.mark.parametrize('n,dgd', [(2, None), (3, dict(weight=1.0, temperature=2.0)),
+                                   (2, dict(teacher_inputs='shared', mode='soft_ce'))])
 def test_rank_mode_equals_one_process(dataset, tmp_path, n, dgd):
     from mmengine.runner import Runner
     cfg = _tiny_cfg(dataset, tmp_path / 'process', epochs=3, num_nets=n, dgd=dgd)
@@ -294,3 +295,67 @@ def test_clutter_shapes_reads_through_generated_cifar10(dataset):
     ds = DATASETS.build(dict(type='GeneratedCIFAR10', data_root=str(root), split='train', pipeline=[]))
     assert len(ds) == 120 and ds.metainfo['classes'][0] == 'disk'
     assert ds[0]['img'].shape == (32, 32, 3)
+
+
+# ------------------------------------------------------------------------------ DGD
+_TINY_NET = dict(type='ImageClassifier', backbone=dict(type='PFFCifarResNet', depth=8, base_channels=4),
+                 neck=dict(type='GlobalAveragePooling'), head=dict(type='LinearClsHead', num_classes=10, in_channels=16))
+
+
+def test_dgd_default_loss_is_stationary_when_the_student_equals_its_teacher():
+    # Online members teach each other, so the loss must be minimal at student == teacher. The offline
+    # prototype's soft CE (teacher at T = 1, student at T = 2) is minimal at student = 2 * teacher: its
+    # gradient at student == teacher is T * (softmax(z / T) - softmax(z)) != 0 (hand-derived).
+    m = _build(dict(type='GraftingClassifier', net=_TINY_NET, num_nets=2, dgd=dict()))
+    z = torch.randn(6, 10, generator=torch.Generator().manual_seed(0)) * 3
+    s = z.clone().requires_grad_()
+    m.dgd_term(s, z).backward()
+    torch.testing.assert_close(s.grad, torch.zeros_like(z), rtol=0, atol=1e-6)
+    m.dgd['mode'] = 'soft_ce'
+    s = z.clone().requires_grad_()
+    m.dgd_term(s, z).backward()
+    expected = 2 * (torch.softmax(z / 2, 1) - torch.softmax(z, 1)) / z.shape[0]
+    torch.testing.assert_close(s.grad, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('mode,bounded', [(None, True), ('soft_ce', False)])
+def test_dgd_mutual_distillation_keeps_the_logit_scale(mode, bounded):
+    # Two members' logits trained only by the model's DGD term against each other (detached teachers):
+    # with the default the pair meets in between (scale stays put); the prototype's asymmetric soft CE
+    # multiplies the scale by T per round (what collapsed the first DGD runs).
+    m = _build(dict(type='GraftingClassifier', net=_TINY_NET, num_nets=2, dgd={} if mode is None else dict(mode=mode)))
+    g = torch.Generator().manual_seed(1)
+    z = [torch.randn(8, 10, generator=g).requires_grad_() for _ in range(2)]
+    scale0 = max(float(t.std(1).mean()) for t in z)
+    opt = torch.optim.SGD(z, lr=2.0)
+    for _ in range(300):
+        opt.zero_grad()
+        (m.dgd_term(z[0], z[1].detach()) + m.dgd_term(z[1], z[0].detach())).backward()
+        opt.step()
+    scale = max(float(t.std(1).mean()) for t in z)
+    if bounded:
+        assert scale <= scale0 * 1.01
+        torch.testing.assert_close(z[0].softmax(1), z[1].softmax(1), rtol=0, atol=1e-3)  # they agree
+    else:
+        assert scale > 3 * scale0
+
+
+@pytest.mark.parametrize('n', [2, 3])
+def test_dgd_teacher_is_the_other_members_train_mode_logits_on_the_students_batch(n):
+    m = _build(dict(type='GraftingClassifier', net=_TINY_NET, num_nets=n, dgd=dict(), init_seed=3))
+    m.init_weights()
+    m.train()
+    g = torch.Generator().manual_seed(2)
+    xs = [torch.randn(5, 3, 32, 32, generator=g) for _ in range(n)]
+    bn = {k: v.clone() for k, v in m.state_dict().items() if 'running' in k or 'num_batches' in k}
+    got = m._cross_teachers(xs)
+    assert all(net.training for _, net in m.local_items())
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in bn.items())  # the teacher pass updates no BN stats
+    nets = [net for _, net in m.local_items()]
+    for i in range(n):
+        ref = []
+        for j in range(n):
+            if j != i:
+                ref.append(copy.deepcopy(nets[j]).train()(xs[i], mode='tensor'))  # BN batch statistics
+        torch.testing.assert_close(got[i], sum(ref) / (n - 1), rtol=1e-5, atol=1e-6)
+        assert not got[i].requires_grad

@@ -27,7 +27,10 @@ def test_config_is_consistent(path):
     name = path.stem
     assert (n == 1) == name.startswith('baseline')
     if name.startswith('dgd'):
-        assert cfg.model.dgd['temperature'] == 2.0 and cfg.train_dataloader.sampler.shared_order
+        assert cfg.model.dgd['temperature'] == 2.0 and cfg.model.dgd['mode'] == 'kl'
+        # own streams (teacher on the student's batch) unless the teacher reads shared batches
+        shared = cfg.model.dgd.get('teacher_inputs', 'own') == 'shared'
+        assert bool(cfg.train_dataloader.sampler.get('shared_order', False)) == shared
     if 'dlr' in name:
         assert cfg.optim_wrapper.lr_mode == 'diff'
         assert cfg.param_scheduler[0].type == 'CosineAnnealingLR' and cfg.param_scheduler[0].convert_to_iter_based

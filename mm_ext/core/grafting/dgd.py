@@ -30,6 +30,10 @@ def dgd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 
     student log-softmax at T: ``T^2 * mean_b(-sum_k softmax(t)_k * log_softmax(s / T)_k)``.
     ``kl``: symmetric temperatures, ``T^2 * mean_b KL(softmax(t / T) || softmax(s / T))``.
 
+    ``soft_ce`` is minimal at ``s = T * t`` (not at ``s = t``): right for a fixed offline teacher,
+    but between online members that teach each other it multiplies the logit scale by T round
+    after round (they collapse onto one over-confident class), so online DGD uses ``kl``.
+
     Args:
         student (Tensor): (B, C) logits with gradient.
         teacher (Tensor): (B, C) logits (detached by the caller or here).

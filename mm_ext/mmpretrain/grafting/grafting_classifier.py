@@ -45,10 +45,25 @@ class GraftingClassifier(BaseModel):
             ``data_preprocessor`` is unused (this model's is applied once per batch).
         num_nets (int): ring size N. 1 = the plain baseline on the same pipeline. Defaults to 2.
         execution (str): ``'auto'``, ``'process'`` or ``'ranks'``. Defaults to ``'auto'``.
-        dgd (dict, optional): DGD distillation ``dict(weight=1.0, temperature=2.0, mode='soft_ce')``
-            (mode ``'kl'`` = symmetric KL). The teacher of member k is the detached mean of the other
-            members' logits on the same inputs, so DGD needs ``GraftingSampler(shared_order=True)``.
-            None = no distillation. Defaults to None.
+        dgd (dict, optional): DGD distillation ``dict(weight=1.0, temperature=2.0, mode='kl',
+            teacher_inputs='own')``; None = no distillation. Defaults to None.
+
+            - ``mode='kl'`` (default): ``T^2 * KL(softmax(t / T) || softmax(z / T))``, fixed point
+              z = t. ``'soft_ce'`` = the authors' offline prototype (teacher at T = 1, student at T):
+              its fixed point is z = T * t, so between online members (which teach each other, and
+              which are identical after every 2-network graft) it multiplies the logit scale by T
+              round after round and the members collapse onto one over-confident class (measured:
+              chance accuracy for 3 epochs, 25 % vs the baseline's 53 %). Use it only with care.
+            - ``teacher_inputs='own'`` (default): every member reads its own stream (as in
+              grafting) and its teacher is the mean of the other members' logits on *its* batch,
+              computed without gradient in train mode (BN statistics of that batch, as in their own
+              training forward; running statistics are restored afterwards). Eval-mode BN is not
+              used: right after a graft the blended running statistics do not fit the blended
+              weights, and early in training they lag (measured: chance accuracy). ``'shared'``: the
+              members read the same batches (needs ``GraftingSampler(shared_order=True)``) and the
+              teacher is the mean of the other members' training logits; with 2 networks the
+              members are identical after each graft and read identical batches, so they stay
+              (nearly) identical and the term does almost nothing.
         init_seed (int, optional): base seed of the members' initialisation. None = derived from
             ``torch.initial_seed()`` (i.e. the runner's ``randomness.seed``). Defaults to None.
         eval_net (int): member whose scores are ``pred_score`` in predictions. Defaults to 0.
@@ -79,11 +94,14 @@ class GraftingClassifier(BaseModel):
             raise ValueError(f'GraftingClassifier: eval_net={eval_net} is not a member index (< {num_nets})')
         self.eval_net = eval_net
         if dgd is not None:
-            dgd = dict(dict(weight=1.0, temperature=2.0, mode='soft_ce'), **dgd)
+            dgd = dict(dict(weight=1.0, temperature=2.0, mode='kl', teacher_inputs='own'), **dgd)
             if num_nets < 2:
                 raise ValueError('GraftingClassifier: dgd needs num_nets >= 2 (the teacher is the other members)')
             if dgd['mode'] not in ('soft_ce', 'kl'):
                 raise ValueError(f"GraftingClassifier: dgd.mode must be 'soft_ce' or 'kl', got {dgd['mode']!r}")
+            if dgd['teacher_inputs'] not in ('own', 'shared'):
+                raise ValueError("GraftingClassifier: dgd.teacher_inputs must be 'own' or 'shared', got "
+                                 f"{dgd['teacher_inputs']!r}")
         self.dgd = dgd
         self.init_seed = int(torch.initial_seed() if init_seed is None else init_seed) % (2**62)
         net = dict(net)
@@ -148,6 +166,49 @@ class GraftingClassifier(BaseModel):
         dist.all_gather(out, z)
         return out
 
+    @torch.no_grad()
+    def _cross_teachers(self, local_inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        """DGD teachers for ``teacher_inputs='own'``: for each local member's batch, the mean of the
+        other members' logits on that batch, computed as their training forward would be (train
+        mode, BN batch statistics of that batch) but without gradient, and with every buffer (BN
+        running statistics, counters) put back afterwards. Rank mode gathers the batches first.
+        """
+        n = self.num_nets
+        if self.execution == 'process':
+            every = list(local_inputs)
+        else:
+            x = local_inputs[0].contiguous()
+            shapes = [None] * n
+            dist.all_gather_object(shapes, tuple(x.shape))
+            if len(set(shapes)) != 1:
+                raise RuntimeError(f'GraftingClassifier: DGD teacher_inputs=own needs equal batch shapes on all '
+                                   f'ranks, got {shapes} (every rank reads the whole set with the same batch size)')
+            every = [torch.empty_like(x) for _ in range(n)]
+            dist.all_gather(every, x)
+        on = {}  # (member j, batch i) -> logits of j on batch i
+        for j, net in self.local_items():
+            saved = [(b, b.detach().clone()) for b in net.buffers()]
+            try:
+                for i in range(n):
+                    if i != j:
+                        on[j, i] = self._logits(net, every[i])
+            finally:
+                for b, v in saved:
+                    b.copy_(v)
+        if self.execution == 'ranks':
+            r = self.rank
+            flat = torch.cat([on[r, i] for i in range(n) if i != r]).contiguous()
+            gathered = [torch.empty_like(flat) for _ in range(n)]
+            dist.all_gather(gathered, flat)
+            for j in range(n):
+                others = [i for i in range(n) if i != j]
+                on.update({(j, i): t for i, t in zip(others, gathered[j].split([every[i].shape[0] for i in others]))})
+        return [torch.stack([on[j, i] for j in range(n) if j != i]).sum(0) / (n - 1) for i, _ in self.local_items()]
+
+    def dgd_term(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Weighted DGD loss of one member (``weight * dgd_loss``) with this model's settings."""
+        return self.dgd['weight'] * dgd_loss(student, teacher, self.dgd['temperature'], self.dgd['mode'])
+
     def train_step(self, data, optim_wrapper):
         batches = self._split(data)
         log_vars: Dict[str, torch.Tensor] = {}
@@ -163,19 +224,23 @@ class GraftingClassifier(BaseModel):
                 total = total + loss.detach()
                 log_vars.update({f'net{g}_{k}': v for k, v in lv.items()})
         else:
-            prepared, logits, owns = [], [], []
-            for (g, net), batch in zip(self.local_items(), batches):
+            prepared = [self.data_preprocessor(batch, True) for batch in batches]
+            if self.dgd['teacher_inputs'] == 'own':  # before the students' forward (buffers are restored in place)
+                teachers = self._cross_teachers([b['inputs'] for b in prepared])
+            logits, owns = [], []
+            for (g, net), batch in zip(self.local_items(), prepared):
                 ow = optim_wrapper[f'net{g}']
                 with ow.optim_context(net):
-                    batch = self.data_preprocessor(batch, True)
                     logits.append(self._logits(net, batch['inputs']))
-                prepared.append(batch)
                 owns.append(ow)
-            teachers = dgd_teacher_logits(self._all_logits(logits))
+            if self.dgd['teacher_inputs'] == 'shared':
+                every = dgd_teacher_logits(self._all_logits(logits))
+                teachers = [every[g] for g, _ in self.local_items()]
             for i, (g, net) in enumerate(self.local_items()):
-                losses = net.head._get_loss(logits[i], prepared[i]['data_samples'])
-                losses['loss_dgd'] = self.dgd['weight'] * dgd_loss(
-                    logits[i], teachers[g], self.dgd['temperature'], self.dgd['mode'])
+                ce = net.head._get_loss(logits[i], prepared[i]['data_samples'])
+                # the head's own key is 'loss'; renamed so that the logged 'loss' is the member's total
+                losses = {f'loss_cls{k[4:]}' if k.startswith('loss') else k: v for k, v in ce.items()}
+                losses['loss_dgd'] = self.dgd_term(logits[i], teachers[i])
                 loss, lv = self.parse_losses(losses)
                 owns[i].update_params(loss)
                 total = total + loss.detach()
