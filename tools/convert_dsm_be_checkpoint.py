@@ -9,11 +9,15 @@ each backbone is mapped as documented in ``mm_ext/core/video/convert.py``:
 
 ``--arch i3d`` loads into ``BNInceptionI3D`` (configs/mmaction/dsm/dsm_bninception-i3d_*),
 ``c3d`` into ``BNC3D`` (dsm_c3d_*), ``r3d`` into mmaction's ``ResNet3d`` set up Hara-style
-(dsm_r3d-18_* / dsm_r3d-34_*). The output's ``backbone.*`` keys also load into the fine-tuning
-recognizers (``load_from``). The release never saved the key encoder: it is written as a copy of
-the query encoder (MoCo's start); the memory queue is not converted and starts fresh (load
-with ``strict=False`` / ``load_from``, or fine-tune from it). The release pickles its argparse options into the checkpoint,
-so reading it needs ``--trusted`` (full unpickling: only for files you trust).
+(dsm_r3d-18_* / dsm_r3d-34_*), ``r2p1d`` into ``ResNet2Plus1dRelease`` (dsm_r2plus1d-10_*: the
+release's shortcut widths and no stem pool). The output's ``backbone.*`` keys also load into the
+fine-tuning recognizers (``load_from``). The release never saved the key encoder: it is written as
+a copy of the query encoder (MoCo's start). The MoCo memory queue (checkpoint entry ``contrast``,
+K x 128) becomes ``queue``; its write pointer is not in the checkpoint and restarts at
+``--queue-ptr`` (default 0); the config's ``queue_len`` must equal K (printed). ``--no-queue``
+leaves the queue out (it then starts fresh: load with ``strict=False`` / ``load_from``). The
+release pickles its argparse options into the checkpoint, so reading it needs ``--trusted`` (full
+unpickling: only for files you trust).
 """
 import argparse
 import os
@@ -25,11 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mm_ext.core.video.convert import ARCHES, convert_official_state_dict  # noqa: E402
+from mm_ext.core.video.convert import (ARCHES, convert_official_queue,  # noqa: E402
+                                       convert_official_state_dict)
 
 
-def load_official(path, trusted=False):
-    """The model state dict of an official checkpoint (dict with 'model' / 'state_dict' or bare)."""
+def load_official(path, trusted=False, with_contrast=False):
+    """The model state dict of an official checkpoint (dict with 'model' / 'state_dict' or bare);
+    with ``with_contrast`` also its ``'contrast'`` (memory) state dict or None."""
     try:
         obj = torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:  # noqa: BLE001  (pickle errors have many types)
@@ -38,6 +44,7 @@ def load_official(path, trusted=False):
         raise SystemExit(f'{path}: cannot be read with weights_only=True ({type(e).__name__}: '
                          f'{str(e).splitlines()[0][:200]}); the release pickles extra objects - '
                          'rerun with --trusted if you trust the file') from e
+    contrast = obj.get('contrast') if isinstance(obj, dict) else None
     for key in ('model', 'state_dict'):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -45,6 +52,8 @@ def load_official(path, trusted=False):
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise SystemExit(f'{path}: no state dict found (expected a dict of tensors, or one under '
                          "'model' / 'state_dict')")
+    if with_contrast:
+        return obj, (contrast if isinstance(contrast, dict) else None)
     return obj
 
 
@@ -56,12 +65,18 @@ def main(argv=None):
     p.add_argument('--arch', required=True, choices=ARCHES)
     p.add_argument('--no-key-encoder', action='store_true',
                    help='write only backbone.* / neck.* (e.g. for fine-tuning)')
+    p.add_argument('--no-queue', action='store_true',
+                   help="do not convert the checkpoint's memory queue ('contrast')")
+    p.add_argument('--queue-ptr', type=int, default=0,
+                   help='queue write position to resume from (not saved by the release)')
     p.add_argument('--trusted', action='store_true', help='full unpickling of the source file')
     a = p.parse_args(argv)
-    sd = load_official(a.src, a.trusted)
+    sd, contrast = load_official(a.src, a.trusted, with_contrast=True)
     try:
         out = convert_official_state_dict(sd, a.arch, with_key_encoder=not a.no_key_encoder)
-    except KeyError as e:
+        if contrast is not None and not a.no_queue and not a.no_key_encoder:
+            out.update(convert_official_queue(contrast, a.queue_ptr))
+    except (KeyError, ValueError) as e:
         raise SystemExit(f'{a.src}: {e.args[0]}') from e
     dst = Path(a.dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -70,9 +85,11 @@ def main(argv=None):
     torch.save({'state_dict': out, 'meta': {'converted_from': str(a.src), 'arch': a.arch}}, tmp)
     os.replace(tmp, dst)
     n_bb = sum(k.startswith('backbone.') for k in out)
+    queue = (f"K = {len(out['queue'])} from position {a.queue_ptr} (set queue_len="
+             f"{len(out['queue'])})") if 'queue' in out else 'not converted'
     print(f'{dst}: {n_bb} backbone tensors, projection head '
           f"{'yes' if 'neck.fc.weight' in out else 'no'}, key encoder "
-          f"{'copied' if not a.no_key_encoder else 'omitted'} (arch {a.arch})")
+          f"{'copied' if not a.no_key_encoder else 'omitted'}, queue {queue} (arch {a.arch})")
     return 0
 
 

@@ -213,3 +213,67 @@ def test_convert_tool_writes_an_mmengine_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match='c3d'):  # an I3D checkpoint is not a C3D one
         torch.save({'model': {'module.conv3d_1a_7x7.conv3d.weight': torch.zeros(1)}}, src)
         tool.main([str(src), str(tmp_path / 'bad.pth'), '--arch', 'c3d'])
+
+
+def _official_contrast(k=37, d=128, seed=0):
+    """The release's MemoryMoCo state: params [-1] (softmax mode) and a (K, D) memory of keys."""
+    g = torch.Generator().manual_seed(seed)
+    stdv = 1.0 / math.sqrt(d / 3)
+    return {'params': torch.tensor([-1.0]),
+            'memory': torch.rand(k, d, generator=g) * 2 * stdv - stdv}
+
+
+def test_convert_queue_gives_the_release_logits_and_continues_fifo():
+    from mm_ext.core.video import enqueue_wraparound, infonce_with_extra_negative
+    from mm_ext.core.video.convert import convert_official_queue
+    contrast = _official_contrast()
+    out = convert_official_queue(contrast)
+    assert out['queue'].shape == (37, 128) and out['queue_ptr'].tolist() == [0]
+    g = torch.Generator().manual_seed(1)
+    q, k, n = (torch.nn.functional.normalize(torch.randn(4, 128, generator=g), dim=1)
+               for _ in range(3))
+    _, logits = infonce_with_extra_negative(q, k, out['queue'], n, 0.07)
+    # the release: cat(q.k, memory @ q^T (transposed), q.n) / T
+    mem = contrast['memory']
+    ref = torch.cat([(q * k).sum(1, keepdim=True), (mem @ q.t()).t(), (q * n).sum(1, keepdim=True)],
+                    1) / 0.07
+    torch.testing.assert_close(logits, ref)
+    # the release's next write: rows index .. index + B - 1 (mod K); index is not saved -> 0 here
+    enqueue_wraparound(out['queue'], out['queue_ptr'], k)
+    torch.testing.assert_close(out['queue'][:4], k)
+    torch.testing.assert_close(out['queue'][4:], mem[4:])
+    assert out['queue_ptr'].item() == 4
+    assert convert_official_queue(contrast, queue_ptr=35)['queue_ptr'].item() == 35
+    assert not out['queue'].data_ptr() == contrast['memory'].data_ptr()  # a copy
+
+
+def test_convert_queue_refuses_cmc_banks_and_bad_pointers():
+    from mm_ext.core.video.convert import convert_official_queue
+    cmc = {'params': torch.tensor([4096, 0.07, -1, -1, 0.5]), 'memory_l': torch.zeros(10, 128),
+           'memory_ab': torch.zeros(10, 128)}
+    with pytest.raises(KeyError, match='memory_ab'):
+        convert_official_queue(cmc)
+    with pytest.raises(ValueError, match='queue_ptr'):
+        convert_official_queue(_official_contrast(k=5), queue_ptr=5)
+    with pytest.raises(ValueError, match=r'\(K, D\)'):
+        convert_official_queue({'memory': torch.zeros(5)})
+
+
+def test_convert_tool_converts_the_queue(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    torch.manual_seed(0)
+    sd, net, _ = _official_c3d()
+    contrast = _official_contrast(k=11)
+    src = tmp_path / 'c3d_official.pth.tar'
+    torch.save({'model': sd, 'contrast': contrast, 'epoch': 3}, src)
+    tool_path = Path(__file__).resolve().parents[2] / 'tools' / 'convert_dsm_be_checkpoint.py'
+    spec = importlib.util.spec_from_file_location('convert_tool', tool_path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(src), str(tmp_path / 'out.pth'), '--arch', 'c3d',
+                      '--queue-ptr', '2']) == 0
+    st = torch.load(tmp_path / 'out.pth', weights_only=True)['state_dict']
+    assert torch.equal(st['queue'], contrast['memory']) and st['queue_ptr'].tolist() == [2]
+    assert tool.main([str(src), str(tmp_path / 'noq.pth'), '--arch', 'c3d', '--no-queue']) == 0
+    assert 'queue' not in torch.load(tmp_path / 'noq.pth', weights_only=True)['state_dict']
