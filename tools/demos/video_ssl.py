@@ -69,7 +69,7 @@ def main(argv=None):
     from mm_ext.engine.progress import Heartbeat  # a progress line while the runs go on
     with Heartbeat(f'video_ssl: moco, dsm, tbe x seeds {a.seeds}, {a.epochs} epochs + probes'):
         exp.main(['--epochs', str(a.epochs), '--work-dir', a.work_dir, '--seeds', a.seeds,
-                  '--methods', 'moco,dsm,tbe', '--threads', '1', '--folds', '3',
+                  '--methods', 'moco,dsm,tbe', '--threads', '1', '--folds', '3', '--jobs', '2',
                   '--data-opt', 'train_per_class=24', '--data-opt', 'val_per_class=8',
                   '--data-opt', 'probe_per_class=16', '--data-opt', 'test_per_class=50'])
     print(f'picture of the disturbance ops: {Path(a.work_dir) / "disturbances.png"}')
