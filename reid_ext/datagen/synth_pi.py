@@ -18,14 +18,16 @@ Written by ``python tools/make_data.py synth-pi`` into ``data/synth-pi/<flavor>/
     valid_q_pid.json                [pid, ...]   query identities with a gallery match (PRW rule)
 
 pids are ints, camids ints from 1. A multi-person crop holds its first person (the box's
-target) and one or two other people overlapping it; the list order is that order. Camera rules
-as in the release: ``prw`` keeps the real camera ids; ``cuhk`` writes query camid 1 and gallery
+target, in front) and one or two other people standing beside it, bodies partly overlapping
+(composited through foreground masks, see :func:`_composite`); the list order is that order.
+Camera rules as in the release: ``prw`` keeps the real camera ids; ``cuhk`` writes query camid 1 and gallery
 camid 2 everywhere (no same-camera filtering). Queries: one crop per (test pid, camera) for
 ``prw`` (the loader de-duplicates to one per pid), one per pid for ``cuhk``.
 
 People are drawn by synth-ped's renderer (``reid_ext.datagen.synth_ped``): same identities,
 cameras and viewpoints.
 """
+import copy
 import json
 import os
 from pathlib import Path
@@ -47,22 +49,46 @@ def write_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _composite(people, rng, h, w):
-    """Paste single-person renders left to right with overlap: a (h, ~1.6w) crop whose first
-    person is the target (drawn last, so the others are partly hidden behind it)."""
+def _layer(ident, cam, view, rng, h, w):
+    """One synth-ped render and its foreground mask (the person; the render's clutter objects
+    count as foreground too): the same draw is rendered a second time, from a copy of the
+    generator, over another background colour; pixels that do not change are foreground."""
+    twin = copy.deepcopy(rng)
+    img = sp._render(ident, cam, view, rng, h, w)
+    alt = sp._render(ident, dict(cam, bg=(cam['bg'] + 128.0) % 256.0), view, twin, h, w)
+    diff = np.abs(np.asarray(img, np.float32) - np.asarray(alt, np.float32)).sum(2)
+    fg = diff < 0.5 * max(float(np.percentile(diff, 90)), 1.0)
+    return img, Image.fromarray(fg.astype(np.uint8) * 255, 'L')
+
+
+def _composite(people, rng, h, w, masks=True):
+    """Stand the people of ``(render, mask)`` layers side by side, partly overlapping (a person
+    step of 0.3-0.5 render widths; bodies with arms are about 0.55 wide): a (h, w + step(n-1))
+    crop whose first person, the target, stands in front. The renders' backgrounds are laid
+    down first, then the people back to front through their masks, so a person is hidden only
+    by people in front of it (never by another render's background).
+
+    ``masks=False``: the first version (``composite='rects'``): whole renders pasted back to
+    front with a step of 0.45-0.6 widths, so the target's opaque background hides much of the
+    others."""
     n = len(people)
-    step = int(w * rng.uniform(0.45, 0.6))
+    step = int(w * (rng.uniform(0.3, 0.5) if masks else rng.uniform(0.45, 0.6)))
     canvas = Image.new('RGB', (w + step * (n - 1), h))
     slots = rng.permutation(n)  # where each person stands
-    for i in reversed(range(n)):  # target last = in front
-        canvas.paste(people[i], (int(slots[i]) * step, 0))
+    order = list(reversed(range(n)))  # target last = in front
+    for i in order:
+        canvas.paste(people[i][0], (int(slots[i]) * step, 0))
+    if masks:
+        for i in order:
+            canvas.paste(people[i][0], (int(slots[i]) * step, 0), people[i][1])
     return canvas
 
 
 def generate(out_dir, seed: int = 0, flavor: str = 'prw', style: int = 0, num_train_ids: int = 40,
              num_test_ids: int = 50, num_cams: int = 4, cams_per_id: int = 3,
              images_per_cam: int = 2, crops_per_id: int = 3, num_unlabelled: int = 20,
-             height: int = 128, width: int = 64, view_effect: float = 0.0) -> dict:
+             height: int = 128, width: int = 64, view_effect: float = 0.0,
+             composite: str = 'masks') -> dict:
     """Write synth-pi into ``out_dir/<flavor>`` (layout in the module docstring).
 
     Args:
@@ -78,10 +104,14 @@ def generate(out_dir, seed: int = 0, flavor: str = 'prw', style: int = 0, num_tr
         num_unlabelled (int): people of no identity (pid -1) used as interferers.
         height / width (int): single-person render size.
         view_effect (float): synth-ped's view-dependent outfit probability.
+        composite (str): ``'masks'`` (people overlap body over body, :func:`_composite`) or
+            ``'rects'`` (the first version: whole renders, backgrounds hide people).
 
     Returns:
         dict: counts.
     """
+    if composite not in ('masks', 'rects'):
+        raise ValueError(f"composite must be 'masks' or 'rects', got {composite!r}")
     if flavor not in ('prw', 'cuhk'):
         raise ValueError(f"flavor must be 'prw' or 'cuhk', got {flavor!r}")
     if style not in sp._STYLES:
@@ -110,6 +140,9 @@ def generate(out_dir, seed: int = 0, flavor: str = 'prw', style: int = 0, num_tr
 
     def render(ident, cam):
         return sp._render(ident, cams[cam], sp._pick_view(rng, cams[cam]), rng, height, width)
+
+    def layer(ident, cam):
+        return _layer(ident, cams[cam], sp._pick_view(rng, cams[cam]), rng, height, width)
 
     ids = rng.permutation(np.arange(1, 1000))[:num_train_ids + num_test_ids]
     train_ids, test_ids = sorted(int(i) for i in ids[:num_train_ids]), \
@@ -148,11 +181,12 @@ def generate(out_dir, seed: int = 0, flavor: str = 'prw', style: int = 0, num_tr
                                                     replace=False)]
                 if split_ids is test_ids and others and rng.random() < 0.3:
                     mates[-1] = -1  # an unlabelled passer-by
-                imgs = [render(idents[pid], c)] + [
-                    render(idents[m] if m >= 0 else others[int(rng.integers(len(others)))], c)
+                imgs = [layer(idents[pid], c)] + [
+                    layer(idents[m] if m >= 0 else others[int(rng.integers(len(others)))], c)
                     for m in mates]
                 fn = fname(pid, c)
-                sp._save(_composite(imgs, rng, height, width), d[folder] / fn)
+                sp._save(_composite(imgs, rng, height, width, composite == 'masks'),
+                         d[folder] / fn)
                 gal[fn] = [pid] + mates
                 cam_ids[fn] = cam_out(c, role)
         return gal, cam_ids

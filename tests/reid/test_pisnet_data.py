@@ -111,3 +111,53 @@ def test_malformed_json_names_file_and_field(pi_root, tmp_path, rel, edit):
     assert rel.split('/')[-1] in str(e.value)
     assert key in str(e.value)                                  # the field (crop/image name)
     _PIBase._cache.clear()
+
+
+def test_composite_hides_a_person_only_behind_people_in_front():
+    """Regression: the interferer was hidden by the target render's opaque background."""
+    import numpy as np
+    from PIL import Image
+
+    from reid_ext.datagen.synth_pi import _composite
+    h, w = 8, 20
+    body = np.zeros((h, w), bool)
+    body[1:7, 6:14] = True                                      # columns 0.3w..0.7w
+
+    def person(color):
+        a = np.full((h, w, 3), 90, np.uint8)
+        a[body] = color
+        return Image.fromarray(a), Image.fromarray(body.astype(np.uint8) * 255, 'L')
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        out = np.asarray(_composite([person((255, 0, 0)), person((0, 0, 255))], rng, h, w))
+        ref = np.random.default_rng(seed)
+        step = int(w * ref.uniform(0.3, 0.5))
+        slots = ref.permutation(2)
+        red, blue = np.zeros(out.shape[:2], bool), np.zeros(out.shape[:2], bool)
+        red[:, slots[0] * step:slots[0] * step + w] = body
+        blue[:, slots[1] * step:slots[1] * step + w] = body
+        assert out.shape == (h, w + step, 3)
+        assert (out[red] == (255, 0, 0)).all()                  # the target is in front
+        assert (out[blue & ~red] == (0, 0, 255)).all()          # the rest of the other person shows
+        assert (blue & red).any() or step >= 8                  # bodies overlap when close
+
+
+def test_layer_mask_is_the_person():
+    import numpy as np
+
+    from reid_ext.datagen import synth_ped as sp
+    from reid_ext.datagen.synth_pi import _layer
+    rng = np.random.default_rng(0)
+    pal = sp._STYLES[0]
+    cam = sp._camera(rng, pal, 0)
+    ident = sp._identity(rng, pal)
+    ident['views'] = None
+    state = rng.bit_generator.state
+    img, mask = _layer(ident, cam, 'front', rng, 64, 32)
+    m = np.asarray(mask) > 0
+    rng.bit_generator.state = state
+    plain = sp._render(ident, cam, 'front', rng, 64, 32)   # the same render, same draws
+    assert np.array_equal(np.asarray(img), np.asarray(plain))
+    assert m[20:40, 14:18].all()                            # the body's centre
+    assert 0.15 < m.mean() < 0.8

@@ -47,7 +47,8 @@ def test_stage2_epoch_runs_checkpoints_and_resumes(pi_data, tmp_path, repo_root)
         assert 0.0 <= res[k] <= 1.0
     # the triples were re-drawn for the last epoch (epoch index 1), same crops in the same order
     ds = ref.train_loader.dataset
-    assert ds.train == ds._triples(1) and [t[0][1:] for t in ds.train] != [t[0][1:] for t in ds._triples(0)]
+    assert ds.train == ds._triples(1)
+    assert [t[0][1:] for t in ds.train] != [t[0][1:] for t in ds._triples(0)]
     ckpts = sorted((tmp_path / 'ref' / 'checkpoints').glob('ckpt_e*.pth'))
     assert len(ckpts) == 2
     first, last = ckpt_io.load_file(str(ckpts[0])), ckpt_io.load_file(str(ckpts[1]))
@@ -111,7 +112,8 @@ def test_frozen_stage1_part_is_bit_identical_to_the_stage1_model(pi_data, tmp_pa
     eng = run(_cfg(repo_root, pi_data, tmp_path / 'a', 'model.load_weights', str(w),
                    'pisnet.preselect_weights', str(w), 'train.max_epoch', '1'), keep_distmat=True)
     assert len(eng.history) == 1 and eng.get_model_names() == ['model', 'preselect']
-    assert float(eng._optims['model'].state[eng.model.qgab.theta.weight]['step']) > 0  # stage 2 trained
+    state = eng._optims['model'].state[eng.model.qgab.theta.weight]
+    assert float(state['step']) > 0  # stage 2 trained the attention blocks
     sd = torch.load(w, weights_only=False)['state_dict']
     loaders = eng.datamanager.test_loader['synth_pi']
     q, g = eng.extract(loaders['query']), eng.extract(loaders['gallery'])
@@ -136,7 +138,8 @@ def test_separate_preselection_model_selects_candidates(pi_data, tmp_path, repo_
     _stage1_checkpoint(w, 0)
     other = _stage1_checkpoint(w2, 1)
     eng = run(_cfg(repo_root, pi_data, tmp_path / 'e', 'model.load_weights', str(w),
-                   'pisnet.preselect_weights', str(w2), 'train.max_epoch', '0', 'test.evaluate', 'True'))
+                   'pisnet.preselect_weights', str(w2), 'train.max_epoch', '0',
+                   'test.evaluate', 'True'))
     loaders = eng.datamanager.test_loader['synth_pi']
     q, g = eng.extract(loaders['query']), eng.extract(loaders['gallery'])
     batch = next(iter(loaders['query']))
@@ -150,7 +153,8 @@ def test_separate_preselection_model_selects_candidates(pi_data, tmp_path, repo_
         for i in range(len(dist)):
             top = np.argsort(pre[i], kind='stable')[:5]
             assert set(np.flatnonzero(dist[i] < 2)) == set(top.tolist())
-            gf = norm(eng.model.guided_features(g['maps'][top], q['maps'][i:i + 1].expand(5, -1, -1, -1)), dim=1)
+            qm = q['maps'][i:i + 1].expand(5, -1, -1, -1)
+            gf = norm(eng.model.guided_features(g['maps'][top], qm), dim=1)
             ref = (gf - norm(q['plain'][i:i + 1], dim=1)).norm(dim=1)
             np.testing.assert_allclose(dist[i, top], ref.numpy(), rtol=1e-5, atol=1e-6)
 
