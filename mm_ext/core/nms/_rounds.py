@@ -142,7 +142,8 @@ class _NumpyOps:
         (-x1, -y1, x2, y2) (see :meth:`neg_xy`): one minimum over contiguous (C, 4) rows,
         then the two (C,) differences as one complex addition (numpy is slow on views of
         two columns; negation and a + (-b) = a - b are exact, as is a complex sum)."""
-        m = np.minimum(rows.take(first, axis=0), rows.take(second, axis=0))
+        m = rows.take(first, axis=0)
+        np.minimum(m, rows.take(second, axis=0), out=m)
         mc = m.view(_COMPLEX[m.dtype.type])  # (C, 2): -max x1 + i (-max y1), min x2 + i min y2
         wh = (mc[:, 1] + mc[:, 0]).view(m.dtype)  # iw, ih interleaved
         np.maximum(wh, 0, out=wh)
@@ -372,13 +373,16 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
         return empty, empty, boxes[:0, 0]
     # candidate pairs as positions in the sorted order
     first_s = ops.repeat(anchor, counts, total)
-    second_s = ops.arange(total, boxes) + ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
+    second_s = ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
+    second_s += ops.arange(total, boxes)
     # exact IoU of the candidates, in the input dtype, from the sorted rows
     off = 1.0 if legacy_offset else 0.0
     rows = ops.take(boxes, order)
     area = (rows[:, 2] - rows[:, 0] + off) * (rows[:, 3] - rows[:, 1] + off)
     inter = ops.intersections(ops.neg_xy(rows), first_s, second_s)
-    union = ops.take(area, first_s) + ops.take(area, second_s) - inter
+    union = ops.take(area, first_s)  # in place from here on: a smaller working set
+    union += ops.take(area, second_s)
+    union -= inter
     m = ops.nz(inter > union * t)  # IoU > t (the union is positive: no empty boxes here)
     iou = ops.take(inter, m) / ops.take(union, m)
     if t > 0:  # the same test after the division (rounding at the boundary)
@@ -538,10 +542,10 @@ def _rounds(ops, cur, alive, u, v, iou, active, row_thr, edges, min_score):
             src, dst = ops.take(src, e), ops.take(dst, e)
         blocked = ops.zeros_bool(n, cur)
         blocked[dst] = True
-        safe = alive & ~blocked
+        safe = alive > blocked  # alive and not blocked
         picked.append(ops.nz(safe))
         alive = alive & blocked
-        fs = ops.nz(ops.take(safe, src))
+        fs = ops.nz(ops.take(safe, src))  # the pairs whose source is picked now
         s_dst = ops.take(dst, fs)
         if edges is None:  # greedy suppression removes the box whatever min_score is
             alive[s_dst] = False
