@@ -130,6 +130,23 @@ class _NumpyOps:
         return x.astype(np.float64, copy=False)
 
     @staticmethod
+    def take_cols(a, idx):
+        return a.take(idx, axis=1)
+
+    @staticmethod
+    def no_pairs(like):
+        return np.zeros((2, 0), dtype=np.int64)
+
+    @staticmethod
+    def nan0(x):
+        """NaN -> 0, in place (x >= 0 or NaN)."""
+        return np.fmax(x, 0, out=x)
+
+    @staticmethod
+    def flip0(a):
+        return a[::-1]
+
+    @staticmethod
     def neg_xy(rows):
         """(N, 4) contiguous rows (x1, y1, x2, y2) -> (-x1, -y1, x2, y2), in place."""
         c = rows.view(_COMPLEX[rows.dtype.type])  # (N, 2): x1 + i y1, x2 + i y2
@@ -223,6 +240,22 @@ class _TorchOps:
     @staticmethod
     def to_f64(x):
         return x.double()
+
+    @staticmethod
+    def take_cols(a, idx):
+        return a.index_select(1, idx)
+
+    @staticmethod
+    def no_pairs(like):
+        return torch.zeros((2, 0), dtype=torch.long, device=like.device)
+
+    @staticmethod
+    def nan0(x):
+        return x.nan_to_num_(nan=0.0)
+
+    @staticmethod
+    def flip0(a):
+        return a.flip(0)
 
     @staticmethod
     def neg_xy(rows):
@@ -322,13 +355,19 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     """
     if ops is None:
         ops = _TorchOps if isinstance(boxes, Tensor) else _NumpyOps
+    uv, iou = _pairs(boxes, min_thr, legacy_offset, labels, ops)
+    return uv[0], uv[1], iou
+
+
+def _pairs(boxes, min_thr, legacy_offset, labels, ops):
+    """:func:`overlap_pairs` with the pairs as one (2, P) array (rows u < v)."""
     xp = ops.xp
     t = max(float(min_thr), 0.0)
     c = 1.0 / (1.0 + t)
     b64 = ops.to_f64(boxes)  # the sweep keys need the precision
     x1, y1 = b64[:, 0], b64[:, 1]
     w, h = b64[:, 2] - x1, b64[:, 3] - y1
-    empty = ops.arange(0, boxes)
+    empty = ops.no_pairs(boxes)
     sub = None
     if x1.shape[0] >= 2 and not (float(w.min()) > 0 and float(h.min()) > 0):
         # an empty box overlaps nothing (IoU 0, also with the legacy offset)
@@ -337,7 +376,7 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
         labels = None if labels is None else ops.take(labels, sub)
     n = x1.shape[0]
     if n < 2:
-        return empty, empty, boxes[:0, 0]
+        return empty, boxes[:0, 0]
     h_max = float(h.max())
     band_h = c * h_max / _BANDS
     yrel = (y1 - float(y1.min())) / band_h
@@ -370,7 +409,7 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     counts = ops.clip0(hi - lo)
     total = int(counts.sum())
     if total == 0:
-        return empty, empty, boxes[:0, 0]
+        return empty, boxes[:0, 0]
     # candidate pairs as positions in the sorted order
     first_s = ops.repeat(anchor, counts, total)
     second_s = ops.repeat(lo - (ops.cumsum(counts) - counts), counts, total)
@@ -391,7 +430,7 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     first, second = ops.take(order, ops.take(first_s, m)), ops.take(order, ops.take(second_s, m))
     if sub is not None:
         first, second = ops.take(sub, first), ops.take(sub, second)
-    return xp.minimum(first, second), xp.maximum(first, second), iou
+    return xp.stack([xp.minimum(first, second), xp.maximum(first, second)]), iou
 
 
 def _initial_alive(ops, cur, boxes, min_score, labels, keep_first_pick):
@@ -427,9 +466,9 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
     """Run the pick-and-rescore loop in rounds (see the module docstring).
 
     When box i is picked it acts on every remaining box j of its label with
-    IoU(b_i, b_j) > ``row_thr[i]``: if ``gate[i]`` and i is not flagged, j's score
-    is multiplied by the pair factor of ``edge_fn`` (and j is flagged where the
-    pair's flag is set); otherwise j's score is zeroed (greedy suppression).
+    IoU(b_i, b_j) > ``row_thr[i]``: j's score is multiplied by the pair factor of
+    ``edge_fn``, which is 0 (greedy suppression) where i is outside the gate or
+    switched off by the edge function.
 
     Args:
         boxes (Tensor): (N, 4) boxes (x1, y1, x2, y2).
@@ -442,10 +481,12 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
         edge_fn (callable, optional): ``edge_fn(ops, extras, src, dst, iou)`` for
             E pairs in which the picked box ``src`` (E,) acts on ``dst`` (E,) with IoU
             ``iou`` (E,), with ``extras`` converted to the arrays of the path (numpy or
-            torch); returns the (E,) factors and the (E,) bool flags (or None for no
-            flags). Called once per round for the pairs applied in it (each pair at
-            most once); the factor is replaced by 0 where the source's gate is off or
-            it is flagged. Only used when some ``gate`` is set.
+            torch) plus ``extras['gate']``, the gate as a (N,) bool array. Returns the
+            (E,) factors in [0, 1]; a source outside the gate, or one the edge function
+            itself has switched off (e.g. NOH-NMS flags, kept in its own state in
+            ``extras``), must give 0 or NaN (read as 0: greedy suppression). Called
+            once per round for the pairs applied in it (each pair at most once). Only
+            used when some ``gate`` is set.
         extras (dict[str, Tensor], optional): per-box tensors ``edge_fn`` needs.
         min_score (float): candidates whose score falls below it are dropped. Defaults to 0.
         max_num (int): keep at most this many (highest final score); <= 0 keeps all.
@@ -501,15 +542,17 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
             gate_a = ops.zeros_bool(n, cur) | bool(gate)
         if idx is None:  # every box is a candidate
             alive = ops.ones_bool(n, cur)
-            u, v, iou = overlap_pairs(b, min_thr, legacy_iou_offset, lab, ops)
+            uv, iou = _pairs(b, min_thr, legacy_iou_offset, lab, ops)
         else:
-            u, v, iou = overlap_pairs(ops.take(b, idx), min_thr, legacy_iou_offset,
-                                      None if lab is None else ops.take(lab, idx), ops)
-            u, v = ops.take(idx, u), ops.take(idx, v)
-        rescaling = edge_fn is not None and bool(gate_a.any())
-        edges = partial(edge_fn, ops, ex) if rescaling else None
-        iou = ops.to_float(iou, cur) if thr is not None or (rescaling and edge_iou) else None
-        keep = _rounds(ops, cur, alive, u, v, iou, gate_a, thr, edges, float(min_score))
+            uv, iou = _pairs(ops.take(b, idx), min_thr, legacy_iou_offset,
+                             None if lab is None else ops.take(lab, idx), ops)
+            uv = idx.take(uv)  # back to box indices (a flat take: same in numpy and torch)
+        edges = None
+        if edge_fn is not None and bool(gate_a.any()):
+            ex['gate'] = gate_a
+            edges = partial(edge_fn, ops, ex)
+        iou = ops.to_float(iou, cur) if thr is not None or (edges is not None and edge_iou) else None
+        keep = _rounds(ops, cur, alive, uv, iou, thr, edges, float(min_score))
     final = ops.take(cur, keep)
     order = ops.lexsort_desc(final, keep)
     keep, final = ops.take(keep, order), ops.take(final, order)
@@ -520,50 +563,43 @@ def sequential_rescore(boxes: Tensor, scores: Tensor, row_thr: Union[float, Tens
     return keep.to(device), final
 
 
-def _rounds(ops, cur, alive, u, v, iou, active, row_thr, edges, min_score):
+def _rounds(ops, cur, alive, uv, iou, row_thr, edges, min_score):
     """The round loop; updates ``cur`` in place and returns the picked indices (any order).
 
-    ``u < v`` index each overlapping pair, ``iou`` is its IoU (None when nothing reads
-    it); ``active`` = gate and not flagged; ``row_thr`` the per-box thresholds (None:
-    one threshold, every pair acts). ``edges(src, dst, iou)`` gives the factors (and
-    flags) of the pairs applied in a round (each pair is applied at most once), or is
-    None for greedy suppression.
+    ``uv`` (2, P) holds each overlapping pair (u < v), ``iou`` its IoU (None when
+    nothing reads it); ``row_thr`` the per-box thresholds (None: one threshold, every
+    pair acts). ``edges(src, dst, iou)`` gives the factors of the pairs applied in a
+    round (each pair is applied at most once), or is None for greedy suppression.
+    Pair arrays are kept stacked: one call serves both rows.
     """
     xp = ops.xp
     n = cur.shape[0]
     picked = []
-    while u.shape[0]:
-        up = ops.take(cur, u) >= ops.take(cur, v)  # the lower index wins ties
-        src = xp.where(up, u, v)
-        dst = xp.where(up, v, u)
+    while uv.shape[1]:
+        c = cur.take(uv)  # (2, P) current scores (a flat take: same in numpy and torch)
+        sd = xp.where(c[0] >= c[1], uv, ops.flip0(uv))  # (source, target); the lower index wins ties
         e = None
         if row_thr is not None:  # Adaptive-NMS: an edge acts only above its source's threshold
-            e = ops.nz(iou > ops.take(row_thr, src))
-            src, dst = ops.take(src, e), ops.take(dst, e)
+            e = ops.nz(iou > row_thr.take(sd[0]))
+            sd = ops.take_cols(sd, e)
         blocked = ops.zeros_bool(n, cur)
-        blocked[dst] = True
+        blocked[sd[1]] = True
         safe = alive > blocked  # alive and not blocked
         picked.append(ops.nz(safe))
         alive = alive & blocked
-        fs = ops.nz(ops.take(safe, src))  # the pairs whose source is picked now
-        s_dst = ops.take(dst, fs)
+        fs = ops.nz(safe.take(sd[0]))  # the pairs whose source is picked now
+        s_sd = ops.take_cols(sd, fs)
         if edges is None:  # greedy suppression removes the box whatever min_score is
-            alive[s_dst] = False
+            alive[s_sd[1]] = False
         else:
-            s_src = ops.take(src, fs)
-            on = ops.take(active, s_src)  # a box without (or with a spent) NOH suppresses greedily
-            if bool(on.any()):
-                s_iou = None if iou is None else ops.take(iou, fs if e is None else ops.take(e, fs))
-                factor, flag = edges(s_src, s_dst, s_iou)
-                ops.mul_at(cur, s_dst, xp.where(on, ops.to_float(factor, cur), 0.0))
-                if flag is not None:
-                    active[s_dst[flag & on]] = False
-            else:
-                cur[s_dst] = 0
+            s_iou = None if iou is None else iou.take(fs if e is None else e.take(fs))
+            factor = ops.nan0(edges(s_sd[0], s_sd[1], s_iou))  # NaN (switched off source): 0
+            ops.mul_at(cur, s_sd[1], ops.to_float(factor, cur))
             alive = alive & (cur >= min_score)  # NaN compares False: dropped
-        ke = ops.nz(ops.take(alive, u) & ops.take(alive, v))
-        u, v = ops.take(u, ke), ops.take(v, ke)
+        a = alive.take(uv)
+        ke = ops.nz(a[0] & a[1])
+        uv = ops.take_cols(uv, ke)
         if iou is not None:
-            iou = ops.take(iou, ke)
+            iou = iou.take(ke)
     picked.append(ops.nz(alive))
     return ops.cat(picked)

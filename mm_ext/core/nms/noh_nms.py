@@ -114,16 +114,18 @@ def _noh_gate(noh_score_thr, ops, extras):
 
 
 def _noh_edges(inv_two_var, flag_thr, ops, extras, src, dst, iou):
-    """Gaussian NOH weight (and flag) of each picked box ``src`` on a candidate ``dst``.
+    """Gaussian NOH weight of each picked box ``src`` on a candidate ``dst``; flags.
 
     The offset of candidate j from the hallucinated box o_i of the picked box i, in
     i's frame, is enc(b_i, b_j) - enc(b_i, o_i) = ((x1_j - ox1_i) / w_i,
     (y1_j - oy1_i) / h_i, ln w_j - ln ow_i, ln h_j - ln oh_i); widths/heights are
-    floored at ``EPS``. Returns (E,) weights and the flags w >= flag_thr.
+    floored at ``EPS``. A box whose NOH is off (outside the gate, or flagged) has NaN
+    scale terms, so its weight is NaN (greedy suppression). Targets with w >= flag_thr
+    are flagged here (their scale terms become NaN). Returns the (E,) weights.
     """
     terms = extras.get('_terms')
     if terms is None:  # per-box terms, once per call of the op
-        terms = extras['_terms'] = _noh_terms(ops, extras['boxes'], extras['noh_boxes'])
+        terms = extras['_terms'] = _noh_terms(ops, extras['boxes'], extras['noh_boxes'], extras['gate'])
     cand, hall, scale = terms
     d = ops.take(cand, dst) - ops.take(hall, src)  # (E, 4) rows: contiguous, fast elementwise
     d *= ops.take(scale, src)
@@ -132,17 +134,20 @@ def _noh_edges(inv_two_var, flag_thr, ops, extras, src, dst, iou):
     dist2 += d[:, 2]
     dist2 += d[:, 3]
     w = ops.xp.exp(dist2 * -inv_two_var)
-    return w, w >= flag_thr
+    scale[dst[w >= flag_thr]] = float('nan')  # flagged: greedy when picked (NaN >= thr is False)
+    return w
 
 
-def _noh_terms(ops, b, o):
+def _noh_terms(ops, b, o, gate):
     """Per-box rows (N, 4): candidate (x1, y1, ln w, ln h), hallucinated box (same terms)
-    and the picked box's scale (1 / w, 1 / h, 1, 1), widths/heights floored at ``EPS``."""
+    and the picked box's scale (1 / w, 1 / h, 1, 1), NaN outside the gate; widths and
+    heights floored at ``EPS``."""
     xp = ops.xp
     o = ops.to_float(o, b)
     w, h = ops.clip_min(b[:, 2] - b[:, 0], EPS), ops.clip_min(b[:, 3] - b[:, 1], EPS)
     ow, oh = ops.clip_min(o[:, 2] - o[:, 0], EPS), ops.clip_min(o[:, 3] - o[:, 1], EPS)
     one = xp.ones_like(w)
+    scale = xp.stack([1.0 / w, 1.0 / h, one, one], 1)
+    scale[~gate] = float('nan')
     return (xp.stack([b[:, 0], b[:, 1], xp.log(w), xp.log(h)], 1),
-            xp.stack([o[:, 0], o[:, 1], xp.log(ow), xp.log(oh)], 1),
-            xp.stack([1.0 / w, 1.0 / h, one, one], 1))
+            xp.stack([o[:, 0], o[:, 1], xp.log(ow), xp.log(oh)], 1), scale)

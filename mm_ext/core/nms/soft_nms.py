@@ -66,5 +66,5 @@ def thresholded_soft_nms(boxes: Tensor,
 
 
 def _soft_edges(method, sigma, ops, extras, src, dst, iou):
-    """Soft-NMS decay of each picked box on a candidate: (E,) factors, no flags."""
-    return (1.0 - iou if method == 'linear' else ops.xp.exp(-(iou * iou) / sigma)), None
+    """Soft-NMS decay of each picked box on a candidate: (E,) factors (every box rescales)."""
+    return 1.0 - iou if method == 'linear' else ops.xp.exp(-(iou * iou) / sigma)
