@@ -22,6 +22,8 @@ MODELS: Dict[str, str] = {
     'va_reid_resnet18': 'reid_ext.models.va_reid_net:va_reid_resnet18',
     'va_reid_resnet50': 'reid_ext.models.va_reid_net:va_reid_resnet50',
     'va_reid_se_resnext101': 'reid_ext.models.va_reid_net:va_reid_se_resnext101',
+    'cace_net': 'reid_ext.models.cace_net:cace_net',
+    'cace_net_tiny': 'reid_ext.models.cace_net:cace_net_tiny',
 }
 #: torchreid dataset name -> "module:class"
 DATASETS: Dict[str, str] = {

@@ -11,7 +11,7 @@ forward so DDP sees one forward). Eval mode returns the L2-normalised individual
 never builds pair tensors (the YouReID OOM); :meth:`CACENet.pair_features` scores given maps for
 the opt-in top-k re-scoring.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -111,6 +111,9 @@ class CACENet(nn.Module):
         self.gcn = CorrespondenceGCN(c, reduction)
         self.head = CACEHead(c, embed_dim, pooling, dropout)
         self.feature_dim = embed_dim
+        #: pool the conditional maps without materialising them (avgmax head); False = the
+        #: straightforward dense path (same values and gradients, kept for reference)
+        self.fast_pairs = True
         self.classifier = nn.Linear(embed_dim, num_classes, bias=False)
         self.pair_classifier = nn.Linear(embed_dim, num_classes, bias=False)
         for fc in (self.classifier, self.pair_classifier):
@@ -119,8 +122,12 @@ class CACENet(nn.Module):
     def pair_features(self, maps: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor,
                       return_attention: bool = False):
         """Conditional embeddings ``f_{i|j}``, ``f_{j|i}`` (P, D) of pairs of ``maps``."""
-        out = self.gcn.forward_nodes(maps, pi, pj, return_attention=return_attention)
-        pooled = torch.cat([self.head.pool_nodes(out[0]), self.head.pool_nodes(out[1])])
+        if self.head.gem is None and not return_attention and self.fast_pairs:
+            # fast path: [mean ‖ max] pooled without building the (P, 2HW, C) conditional maps
+            pooled = torch.cat(self.gcn.pooled_avgmax(maps, pi, pj))
+        else:
+            out = self.gcn.forward_nodes(maps, pi, pj, return_attention=return_attention)
+            pooled = torch.cat([self.head.pool_nodes(out[0]), self.head.pool_nodes(out[1])])
         f_ij, f_ji = self.head.embed_pooled(pooled).chunk(2)
         return (f_ij, f_ji, out[2]) if return_attention else (f_ij, f_ji)
 

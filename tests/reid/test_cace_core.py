@@ -2,6 +2,7 @@
 mixed-up ID loss and the pairwise batch-hard triplet vs hand computations."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -140,3 +141,60 @@ def test_node_layout_equals_map_layout():
     ni, nj = gcn.forward_nodes(x, pi, pj)
     assert torch.allclose(ni, mi.flatten(2).transpose(1, 2))
     assert torch.allclose(nj, mj.flatten(2).transpose(1, 2))
+
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_fast_avgmax_pooling_equals_pooling_the_dense_conditional_maps(ties):
+    """The fast path (mean in the projected dimension, chunked max with sparse backward) against
+    the straightforward formula: build X' densely, [mean || amax] over its nodes; values and
+    gradients w.r.t. the maps and all three projections. ``ties``: W_o = 0 (as at
+    initialisation) and an all-zero channel make some maxima tied (amax splits their gradient)."""
+    torch.manual_seed(4)
+    gcn = CorrespondenceGCN(16, reduction=4).double()
+    x = torch.randn(3, 16, 3, 2, dtype=torch.float64).relu()
+    x[2] = x[2].abs() + 0.1  # image 2 has no tied maxima of its own
+    if ties:
+        x[1, 5] = 0.0  # every node of channel 5 of image 1 is a maximum
+        x[0, 3, :, 1] = x[0, 3].max()  # two maximal nodes in channel 3 of image 0
+    else:
+        torch.nn.init.normal_(gcn.out.weight)
+    x.requires_grad_()
+    pi, pj = all_ordered_pairs(3)
+    w = torch.randn(2 * len(pi), 32, dtype=torch.float64)
+
+    def grads(out):
+        for p in [x, *gcn.parameters()]:
+            p.grad = None
+        (out * w).sum().backward()
+        return [x.grad.clone()] + [p.grad.clone() for p in gcn.parameters()]
+
+    xi, xj = gcn.forward_nodes(x, pi, pj)
+    ref = torch.cat([torch.cat([xi.mean(1), xi.amax(1)], 1),
+                     torch.cat([xj.mean(1), xj.amax(1)], 1)])
+    n_max = torch.cat([(xi == xi.amax(1, keepdim=True)).sum(1),
+                       (xj == xj.amax(1, keepdim=True)).sum(1)], 1).amax(1)
+    tied_pairs = n_max > 1  # per pair
+    assert bool(tied_pairs.any()) == ties and not tied_pairs.all()  # a mix when ties
+    ref_grads = grads(ref)
+    fi, fj = gcn.pooled_avgmax(x, pi, pj, chunk=2)  # 9 pairs: chunks mix tied and untied pairs
+    fast = torch.cat([fi, fj])
+    assert torch.allclose(fast, ref, atol=1e-12)
+    for a, b in zip(grads(fast), ref_grads):
+        assert torch.allclose(a, b, atol=1e-12)
+    if ties:  # the tie rule matters: max(dim) (one winner) gives other gradients than amax
+        xi, xj = gcn.forward_nodes(x, pi, pj)
+        one = torch.cat([torch.cat([xi.mean(1), xi.max(1).values], 1),
+                         torch.cat([xj.mean(1), xj.max(1).values], 1)])
+        assert not all(torch.allclose(a, b) for a, b in zip(grads(one), ref_grads))
+
+
+def test_attention_without_diagonal_mask_equals_masked_relu_gram():
+    torch.manual_seed(5)
+    gcn = CorrespondenceGCN(8, reduction=2)
+    e, _ = gcn.project(torch.randn(3, 8, 2, 2))
+    pi, pj = all_ordered_pairs(3)
+    ep = torch.cat([e[pi], e[pj]], 1)
+    ref = F.relu(ep @ ep.transpose(1, 2)) * (1 - torch.eye(8))
+    a = gcn.attention(e, pi, pj)
+    assert torch.equal(a.diagonal(dim1=1, dim2=2), torch.zeros(9, 8))
+    assert torch.allclose(a, ref, atol=1e-6)

@@ -2,6 +2,8 @@
 conditional features, top-k re-scoring, one engine epoch on synth-ped with checkpoint + resume."""
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,6 +34,48 @@ def test_cace_net_in_torchreid_factory():
     m = torchreid.models.build_model('cace_net_tiny', num_classes=3, loss='triplet', pretrained=False)
     assert isinstance(m, CACENet)
     assert 'cace_net' in getattr(torchreid.models, '__model_factory')
+
+
+def test_bare_reid_ext_import_registers_cace_models_idempotently(repo_root):
+    # a fresh interpreter that imports reid_ext only (not the cace engine module)
+    code = ('import sys, reid_ext, torchreid\n'
+            "m = torchreid.models.build_model('cace_net_tiny', num_classes=3, loss='softmax',\n"
+            "                                 pretrained=False)\n"
+            "assert 'reid_ext.engines.cace_engine' not in sys.modules\n"
+            "print(type(m).__name__, 'cace_net' in getattr(torchreid.models, '__model_factory'))\n")
+    res = subprocess.run([sys.executable, '-c', code], cwd=str(repo_root), capture_output=True,
+                         text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-2:] == ['CACENet', 'True']
+    # here the engine module registered them too: registering again keeps the same factories
+    from reid_ext._register import _model_factory, register_all
+    from reid_ext.models import cace_net as module
+    before = {k: _model_factory()[k] for k in ('cace_net', 'cace_net_tiny')}
+    register_all()
+    module.register()
+    assert before == {'cace_net': module.cace_net, 'cace_net_tiny': module.cace_net_tiny}
+    assert all(_model_factory()[k] is v for k, v in before.items())
+
+
+def test_fast_pair_path_equals_dense_pair_path_in_the_model():
+    torch.manual_seed(6)
+    m = _tiny().double()
+    torch.nn.init.normal_(m.gcn.out.weight, std=0.1)
+    x = torch.randn(4, 3, 32, 16, dtype=torch.float64)
+    pi, pj = all_ordered_pairs(4)
+    res = []
+    for fast in (True, False):
+        m.fast_pairs = fast
+        m.zero_grad()
+        out = m(x, pair_index=(pi, pj))
+        (out['feat_ij'].pow(2).sum() + out['feat_ji'].sum()).backward()
+        res.append((out['feat_ij'].detach(), out['feat_ji'].detach(),
+                    {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}))
+    assert torch.allclose(res[0][0], res[1][0], atol=1e-10)
+    assert torch.allclose(res[0][1], res[1][1], atol=1e-10)
+    assert res[0][2].keys() == res[1][2].keys() and 'gcn.out.weight' in res[0][2]
+    for k, g in res[0][2].items():
+        assert torch.allclose(g, res[1][2][k], atol=1e-9), k
 
 
 def test_resnet50_variant_has_last_stride_1_and_three_non_local_blocks():
@@ -102,6 +146,65 @@ def test_rescore_topk_hand_case():
                                                                          torch.tensor(0.9))
     half = rescore_topk(d, pair_distance, k=2, weight=0.5, chunk=2)
     assert torch.isclose(half[0, 0], torch.tensor(0.5 * 0.7 + 0.5 * 0.1))
+
+
+def _engine(model, **kw):
+    from types import SimpleNamespace
+    dm = SimpleNamespace(train_loader=None, test_loader={},
+                         num_train_pids=model.classifier.out_features)
+    eng = cace_engine.CACEEngine(dm, model, torch.optim.SGD(model.parameters(), lr=0.1), **kw)
+    eng.configure()
+    return eng
+
+
+def test_bounded_rescoring_equals_direct_formula():
+    """Blocked re-scoring (a cache of 2 maps: one query and one gallery image at a time) and
+    one-block re-scoring both equal D_qg computed directly from all maps."""
+    torch.manual_seed(7)
+    m = _tiny()
+    torch.nn.init.normal_(m.gcn.out.weight, std=0.1)
+    m.eval()
+    with torch.no_grad():
+        shape = m.backbone(torch.zeros(1, 3, 32, 16)).shape[1:]
+    qm, gm = torch.rand(5, *shape), torch.rand(12, *shape)
+    dm = torch.rand(5, 12)
+
+    def direct(qi, gi):
+        with torch.no_grad():
+            f_q, f_g = m.pair_features(torch.cat([qm, gm]), qi, gi + 5)
+        return (F.normalize(f_q, dim=1) - F.normalize(f_g, dim=1)).norm(dim=1)
+
+    ref = rescore_topk(dm, direct, k=4, weight=0.7, chunk=5)
+    per_map = 4 * qm[0].numel() / 2 ** 20
+    for cache_mb, pairs in ((2.5 * per_map, 3), (1000.0, 200)):
+        eng = _engine(m, rescore_topk=4, rescore_weight=0.7, rescore_half=False,
+                      rescore_cache_mb=cache_mb, rescore_pairs=pairs)
+        calls = []
+
+        def src(maps, name):
+            def get(idx):
+                calls.append((name, len(idx)))
+                return maps[idx]
+            return get
+
+        top = dm.topk(4, dim=1, largest=False).indices
+        new = eng.rescore_distances(top, src(qm, 'q'), src(gm, 'g'))
+        out = cace_engine.rescore_combine(dm, top, new, 0.7)
+        assert torch.allclose(out, ref, atol=1e-5)
+        sizes = [n for name, n in calls[1:]]  # calls[0]: the probe of the map size
+        if cache_mb < 1:
+            assert max(sizes) == 1 and sum(n for name, n in calls[1:] if name == 'q') == 5
+        else:
+            assert [name for name, n in calls[1:]] == ['q', 'g'] and sizes[0] == 5
+    # the engine path through compute_distance with given maps
+    q = {'feats': torch.randn(5, 16), 'maps': qm, 'pids': np.arange(5),
+         'camids': np.zeros(5, np.int64)}
+    g = {'feats': torch.randn(12, 16), 'maps': gm, 'pids': np.arange(12) % 5,
+         'camids': np.ones(12, np.int64)}
+    eng = _engine(m, rescore_topk=4, rescore_half=False, rescore_cache_mb=2.5 * per_map)
+    plain = torch.as_tensor(cace_engine.ReidExtEngine.compute_distance(eng, q, g))
+    got = torch.as_tensor(eng.compute_distance(q, g))
+    assert torch.allclose(got, rescore_topk(plain, direct, k=4), atol=1e-5)
 
 
 @pytest.fixture(scope='module')
@@ -180,3 +283,87 @@ def test_paper_configs_follow_the_spec(repo_root, name):
     assert cace_engine.CACEEngine.model_kwargs(cfg) == dict(
         last_stride=1, non_local=3, embed_dim=768, pooling='avgmax', reduction=16, dropout=0.5)
     assert cfg.test.flip and not c.label_smooth and c.rescore_topk == 0
+
+
+def test_bf16_autocast_step_on_cpu(ped_root, tmp_path, repo_root):
+    from reid_ext.apis import (build_datamanager, build_engine, build_model, build_optimizer,
+                               build_scheduler, build_train_loader)
+    cfg = _cfg(repo_root, ped_root, tmp_path, 'train.amp', 'True')
+    dm = build_datamanager(cfg)
+    dm.train_loader = build_train_loader(cfg, dm.train_loader.dataset, cfg.train.seed)
+    model = build_model(cfg, dm.num_train_pids)
+    opt = build_optimizer(cfg, model)
+    engine = build_engine(cfg, dm, model, opt, build_scheduler(cfg, opt))
+    assert engine.amp and engine.amp_dtype == torch.bfloat16
+    dm.train_loader.batch_sampler.set_epoch(0)
+    batch = next(iter(dm.train_loader))
+    dtypes = []
+    model.backbone.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        _, ref = engine.forward_loss(batch)  # float32
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)
+    summary = engine.forward_backward(batch)  # bf16 autocast + backward + step
+    assert dtypes == [torch.float32, torch.bfloat16]
+    assert {'loss_x', 'loss_t', 'loss_mix', 'loss_pair'} <= set(summary)
+    for k in ('loss_x', 'loss_mix', 'loss_t', 'loss_pair'):  # same batch, same weights
+        assert abs(summary[k] - ref[k]) <= 0.05 * abs(ref[k]) + 0.02, (k, summary[k], ref[k])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert {'gcn.out.weight', 'gcn.attend.weight', 'pair_classifier.weight'} <= changed
+
+
+DDP_RECORDER = """
+import os.path as osp
+import torch
+from reid_ext import dist as rdist
+from reid_ext.engines.base_engine import _unwrap
+from reid_ext.engines.cace_engine import CACEEngine
+from reid_ext.registry import register_engine
+
+
+@register_engine('recording_cace')
+class RecordingCACE(CACEEngine):
+    def run(self, **kwargs):
+        out = super().run(**kwargs)
+        torch.save(dict(results=self.results, history=self.history,
+                        state=_unwrap(self.model).state_dict()),
+                   osp.join(kwargs['save_dir'], f'record_rank{rdist.get_rank()}.pt'))
+        return out
+"""
+
+
+@pytest.mark.slow
+def test_two_rank_gloo_ddp_smoke(ped_root, tmp_path, repo_root):
+    """The cace engine through the base engine's DDP path (tools/reid_dist_train.sh, gloo)."""
+    import socket
+    (tmp_path / 'mods').mkdir()
+    (tmp_path / 'mods' / 'cace_recorder.py').write_text(DDP_RECORDER)
+    text = (repo_root / CFG).read_text()
+    assert 'custom_imports: [reid_ext.engines.cace_engine]' in text and 'name: cace\n' in text
+    cfg = tmp_path / 'cace_ddp.yaml'
+    cfg.write_text(text.replace('custom_imports: [reid_ext.engines.cace_engine]',
+                                'custom_imports: [cace_recorder]')
+                   .replace('name: cace\n', 'name: recording_cace\n'))
+    out = tmp_path / 'ddp'
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(port),
+               PYTHONPATH=os.pathsep.join([str(repo_root), str(tmp_path / 'mods')]))
+    cmd = ['bash', str(repo_root / 'tools' / 'reid_dist_train.sh'), str(cfg), '2',
+           '--save-dir', str(out), 'data.root', str(ped_root), 'data.height', '32',
+           'data.width', '16', 'train.batch_size', '8', 'test.batch_size', '32',
+           'train.max_epoch', '2', 'cace.embed_dim', '16', 'cace.rescore_topk', '3']
+    proc = subprocess.run(cmd, cwd=str(repo_root), env=env, capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert 'DDP: 2 processes, global batch 16' in proc.stdout
+    recs = [torch.load(out / f'record_rank{r}.pt', weights_only=False) for r in range(2)]
+    for k, v in recs[0]['state'].items():  # lockstep: identical weights on both ranks
+        assert torch.equal(v, recs[1]['state'][k]), k
+    assert recs[0]['state']['gcn.out.weight'].abs().sum() > 0  # the pair branch trained
+    assert recs[0]['results'] == recs[1]['results'] and 'synth_ped' in recs[0]['results']
+    assert {'loss_mix', 'loss_pair'} <= set(recs[0]['history'][-1])

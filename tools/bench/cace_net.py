@@ -92,7 +92,7 @@ def main(argv=None):
          'maps': torch.rand(a.num_gallery, *shape, generator=rng).half(),
          'pids': np.arange(a.num_gallery) % max(1, a.num_query),
          'camids': np.ones(a.num_gallery, np.int64)}
-    cace.rescore_topk, cace.rescore_chunk = a.topk, 1
+    cace.rescore_topk, cace.rescore_pairs = a.topk, a.topk  # one query per batched call
     cace.compute_distance(q, g, normalize_feature=True)
     print(f're-scoring time per query at k={a.topk}: {cace.rescore_seconds_per_query * 1e3:.1f} ms '
           f'({a.num_query} queries, gallery {a.num_gallery}, maps {tuple(shape)})')
