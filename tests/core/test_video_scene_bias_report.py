@@ -36,6 +36,16 @@ def test_verdict_follows_the_paired_interval():
     assert '45.0 +- 5.0' in text
 
 
+def test_disturbance_is_also_paired_with_the_intra_negative_ablation():
+    tool = _tool()
+    intra = [50.0, 60.0, 55.0]
+    rows = _rows('moco', [40.0, 41.0, 42.0]) + _rows('moco_intra', intra) + \
+        _rows('dsm', [m + d for m, d in zip(intra, (-1, 1, 3))])
+    text = tool.format_report(rows).split('vs moco_intra')[1]
+    # dsm - moco_intra = -1, 1, 3: mean 1, sample std 2, 4.303 * 2 / sqrt(3) = 4.97
+    assert 'dsm        test +1.0 +- 2.0 [-4.0, +6.0]' in text and '(n = 3)' in text
+
+
 def test_rows_of_later_runs_merge_per_method(tmp_path):
     tool = _tool()
     path = tmp_path / 'rows.json'

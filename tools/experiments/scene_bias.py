@@ -31,8 +31,17 @@ train split. Reported: per-seed values, mean, sample std, Student-t 95 %
 interval, and per-seed paired differences against ``moco`` with their interval;
 a plot ``scene_bias.png``.
 
-    python tools/experiments/scene_bias.py                          # full: 5 seeds, 10 epochs, 2 jobs
-    python tools/experiments/scene_bias.py --seeds 0,1 --epochs 3 --jobs 1
+Full size (the defaults): 5 seeds x 7 methods, 4 pretraining epochs on 320 biased train clips
+(80 per class; queue 80), 64 val, 256 decorrelated probe-training and 1,024 decorrelated test
+clips, one process with one thread. Every finished method is merged into
+``seed*/rows.json`` at once, so ``--report-only`` aggregates whatever has finished.
+Measured run time (one thread; seed 0 of the full run): 401 s CPU per seed (data 15 s, random
+21 s, supervised 43 s, each self-supervised run incl. its probes 61-71 s), i.e. about 34 min of
+one core for the 5 seeds (about 17 min with --jobs 2 on 2 free cores); wall time depends on the
+load: 22 min per seed on the shared 2-core machine with ~7 runnable processes.
+
+    python tools/experiments/scene_bias.py                          # full: 5 seeds, 4 epochs, 1 job
+    python tools/experiments/scene_bias.py --seeds 0,1 --epochs 3 --jobs 2
     python tools/experiments/scene_bias.py --report-only            # re-aggregate seed*/rows.json
 """
 import argparse
@@ -66,8 +75,10 @@ COLUMNS = (('test', 'test acc, biased probe (decorrelated)'),
            ('pair', 'reversal pair acc'),
            ('static', 'static-frame control'),
            ('scene', 'scene-family acc on test'))
-# full-size data: 600 biased train clips, 1,024 decorrelated test clips
-DATA_OPTS = dict(train_per_class=150, val_per_class=50, probe_per_class=100, test_per_class=256)
+# full-size data (sized for one CPU core, see the docstring): 320 biased train clips (the probe
+# has 128 features), 64 val, 256 decorrelated probe-training and 1,024 decorrelated test clips
+DATA_OPTS = dict(train_per_class=80, val_per_class=16, probe_per_class=64, test_per_class=256)
+EPOCHS = 4
 
 
 def _cfg(method, data_root, work_dir, epochs, seed, n_train):
@@ -196,7 +207,7 @@ def run_seed(seed, work_dir, methods, epochs, data_opts, data_root=None, log=pri
     from mm_ext.datagen import make_dataset
     MMLogger.get_current_instance().setLevel('WARNING')
     logging.getLogger('mmengine').setLevel(logging.ERROR)  # FileClient deprecation notes per run
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     if data_root is None:
         tag = '-'.join(f'{data_opts[k]}' for k in sorted(data_opts))
         data_root = make_dataset('scene-bias-video', seed=seed, suffix=f'exp{tag}-s{seed}',
@@ -205,10 +216,11 @@ def run_seed(seed, work_dir, methods, epochs, data_opts, data_root=None, log=pri
     splits = {s: load_split(data_root, s, pipeline) for s in ('train', 'val', 'probe', 'test')}
     n_train = len(splits['train'][1])
     log(f'[scene_bias] seed {seed}: data {data_root.name} ({n_train} train, '
-        f'{len(splits["test"][1])} test clips) ready in {time.time() - t0:.0f}s')
+        f'{len(splits["test"][1])} test clips) ready in {time.time() - t0:.0f}s '
+        f'({time.process_time() - c0:.0f}s CPU)')
     rows = []
     for method in methods:
-        t1 = time.time()
+        t1, c1 = time.time(), time.process_time()
         model = pretrain(method, data_root, Path(work_dir) / method,
                          0 if method == 'random' else epochs, seed, n_train)
         f = {s: features(model, v[0]) for s, v in splits.items()}
@@ -218,10 +230,12 @@ def run_seed(seed, work_dir, methods, epochs, data_opts, data_root=None, log=pri
         row = dict(method=method, seed=seed, epochs=epochs, n_train=n_train,
                    n_test=len(splits['test'][1]), **evaluate(f, splits, seed, folds))
         row['seconds'] = time.time() - t1
+        row['cpu_seconds'] = time.process_time() - c1  # this process's CPU time (1 thread)
         row['train_seconds'] = t_train
         rows.append(row)
         _merge_rows(Path(work_dir) / 'rows.json', [row])
-        log(f'[scene_bias] seed {seed} {method:10s} {row["seconds"]:5.0f}s: test {row["test"]:.1f} '
+        log(f'[scene_bias] seed {seed} {method:10s} {row["seconds"]:5.0f}s '
+            f'({row["cpu_seconds"]:4.0f}s CPU): test {row["test"]:.1f} '
             f'test_dp {row["test_dp"]:.1f} val {row["val"]:.1f} pair {row["pair"]:.1f} '
             f'static {row["static"]:.1f} scene {row["scene"]:.1f}')
     return rows
@@ -299,11 +313,33 @@ def format_report(rows, n_classes=4):
         out.append('')
         out.append('verdict (biased probe, decorrelated test, paired 95% interval vs moco):')
         out += verdicts
+    intra = [m for m in ('dsm', 'be', 'tbe') if m in methods]
+    if 'moco_intra' in methods and intra:
+        # the ablation: the same intra-video negative, so this is what the disturbance adds
+        out.append('')
+        out.append('paired difference vs moco_intra (same negatives; what the disturbance adds):')
+        for m in intra:
+            common = [s for s in seeds if (m, s) in by and ('moco_intra', s) in by]
+            if len(common) < 2:
+                continue
+            cells = []
+            for k in ('test', 'test_dp', 'pair'):
+                d = paired_summary([by[(m, s)][k] for s in common],
+                                   [by[('moco_intra', s)][k] for s in common])
+                cells.append(f'{k} {d["mean"]:+.1f} +- {d["std"]:.1f} '
+                             f'[{d["lo"]:+.1f}, {d["hi"]:+.1f}]')
+            out.append(f'  {m:10s} ' + ' | '.join(cells) + f' (n = {len(common)})')
     secs = [r['seconds'] for r in rows if r['method'] in SSL]
     if secs:
         out.append('')
         out.append(f'time per pretraining run incl. probes: {np.mean(secs):.0f}s mean '
-                   f'(sum over all rows {sum(r["seconds"] for r in rows) / 60:.1f} min)')
+                   f'(sum over all rows {sum(r["seconds"] for r in rows) / 60:.1f} min wall)')
+    cpu = [r for r in rows if 'cpu_seconds' in r]
+    if cpu:
+        ssl_cpu = [r['cpu_seconds'] for r in cpu if r['method'] in SSL]
+        out.append(f'CPU time (1 thread): {np.mean(ssl_cpu) if ssl_cpu else 0:.0f}s mean per '
+                   f'self-supervised run incl. probes; sum over all rows '
+                   f'{sum(r["cpu_seconds"] for r in cpu) / 60:.1f} min')
     return '\n'.join(out)
 
 
@@ -376,9 +412,10 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'scene_bias'))
     p.add_argument('--methods', default=','.join(METHODS))
-    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--epochs', type=int, default=EPOCHS)
     p.add_argument('--seeds', default='0,1,2,3,4', help='comma-separated; data seed = seed')
-    p.add_argument('--jobs', type=int, default=2, help='seeds run in parallel processes')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='seeds run in parallel processes (1: all seeds in this process)')
     p.add_argument('--threads', type=int, default=1, help='torch threads per process')
     p.add_argument('--data-opt', action='append', default=[], metavar='KEY=INT',
                    help=f'dataset size option (default {DATA_OPTS}), e.g. train_per_class=50')
