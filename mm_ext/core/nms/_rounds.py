@@ -31,6 +31,7 @@ on numpy (its per-call overhead on these small arrays is several times lower
 than torch's); other devices run the same steps on torch tensors. ``FORCE_TORCH``
 selects torch on the CPU too; the tests check that both give the same result.
 """
+import math
 from functools import partial
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -42,6 +43,8 @@ __all__ = ['pairwise_iou', 'overlap_pairs', 'check_inputs', 'sequential_rescore'
 
 #: Use the torch path on CPU too (tests set it to check both paths; CUDA always uses it).
 FORCE_TORCH = False
+
+_NUMPY_FLOATS = (torch.float32, torch.float64)
 
 #: Floor applied to box widths/heights and IoU unions (degenerate-box guard).
 EPS = 1e-6
@@ -106,6 +109,10 @@ class _NumpyOps:
     @staticmethod
     def clip_min(x, v):
         return np.maximum(x, v)
+
+    @staticmethod
+    def clip_max(x, v):
+        return np.minimum(x, v)
 
     @staticmethod
     def mul_at(a, idx, f):
@@ -220,6 +227,10 @@ class _TorchOps:
         return x.clamp(min=v)
 
     @staticmethod
+    def clip_max(x, v):
+        return x.clamp(max=v)
+
+    @staticmethod
     def mul_at(a, idx, f):
         a.scatter_reduce_(0, idx, f, 'prod')
 
@@ -275,8 +286,12 @@ EdgeFn = Callable
 
 def use_numpy(*tensors: Tensor) -> bool:
     """Whether the CPU/numpy path applies (CPU float32/float64 inputs, not forced to torch)."""
-    return not FORCE_TORCH and all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
-                                   for t in tensors)
+    if FORCE_TORCH:
+        return False
+    for t in tensors:
+        if not (t.is_cpu and t.dtype in _NUMPY_FLOATS):
+            return False
+    return True
 
 
 def pairwise_iou(a: Tensor, b: Tensor, legacy_offset: bool = False) -> Tensor:
@@ -392,14 +407,17 @@ def _pairs(boxes, min_thr, legacy_offset, labels, ops):
     yrel_s, h_s, yband_s = ops.take(yrel, order), ops.take(h, order), ops.take(yband, order)
     shrink = 1.0 - t * t
     reach = ops.take(w, order) * (c * shrink) + 1e-9 * span  # rounding margin: a superset
-    up = ((h_s / t).clip(max=h_max) if t > 0 else xp.ones_like(h_s) * h_max) - t * h_s
+    up = (ops.clip_max(h_s / t, h_max) if t > 0 else xp.ones_like(h_s) * h_max) - t * h_s
     k_lo = xp.floor(yrel_s - (c / band_h) * up) - yband_s  # band offsets the window touches
     k_hi = xp.floor(yrel_s + (c * shrink / band_h) * h_s) - yband_s
     kf = ops.to_float(ops.arange(2 * _BANDS + 1, boxes) - _BANDS, key)[:, None]
     base = ((band_s[None, :] + kf) * span + xs_s[None, :]).reshape(-1)  # (2B + 1) x N window starts
-    q = ops.nz(((k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)).reshape(-1))  # bands the window touches
+    touch = (k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)  # bands the window touches
+    q = ops.nz(touch.reshape(-1))
     anchor = q % n
-    a, b = (int(x) for x in xp.searchsorted(q, ops.arange(2, boxes) * n + _BANDS * n))  # row blocks of q
+    per_row = touch.sum(1).tolist()
+    a = sum(per_row[:_BANDS])  # row blocks of q: bands above, own band, bands below
+    b = a + per_row[_BANDS]
     qbase = ops.take(base, q)
     hi = xp.searchsorted(key_s, qbase + ops.take(reach, anchor), side='left')
     # bands above: x1_j > x1_i strictly (a tie pair in two bands is found once, from above);
@@ -425,8 +443,10 @@ def _pairs(boxes, min_thr, legacy_offset, labels, ops):
     m = ops.nz(inter > union * t)  # IoU > t (the union is positive: no empty boxes here)
     iou = ops.take(inter, m) / ops.take(union, m)
     if t > 0:  # the same test after the division (rounding at the boundary)
-        m2 = ops.nz(iou > t)
-        m, iou = ops.take(m, m2), ops.take(iou, m2)
+        ok = iou > t
+        if not bool(ok.all()):
+            m2 = ops.nz(ok)
+            m, iou = ops.take(m, m2), ops.take(iou, m2)
     first, second = ops.take(order, ops.take(first_s, m)), ops.take(order, ops.take(second_s, m))
     if sub is not None:
         first, second = ops.take(sub, first), ops.take(sub, second)
@@ -438,7 +458,7 @@ def _initial_alive(ops, cur, boxes, min_score, labels, keep_first_pick):
     None when that is every box (the common case, tested with three reductions)."""
     xp = ops.xp
     # a sum is finite only if every term is (an overflowing finite sum takes the exact path)
-    if cur.shape[0] and bool(xp.isfinite(boxes.sum() + cur.sum())) and float(cur.min()) >= min_score:
+    if cur.shape[0] and math.isfinite(float(boxes.sum()) + float(cur.sum())) and float(cur.min()) >= min_score:
         return None
     finite = xp.isfinite(cur) & ops.isfinite_rows(boxes)
     alive = finite & (cur >= min_score)
