@@ -108,8 +108,9 @@ def main(argv=None):
     work_dir = args.work_dir or osp.join(REPO, 'work_dirs/demo', 'pisnet_long' if args.long else 'pisnet')
     os.makedirs(work_dir, exist_ok=True)
     opts = dict(DATA_OPTS, num_train_ids=n_train, num_test_ids=preset['test_ids'])
-    data_root = osp.join(REPO, 'data', 'pisnet-synth' if opts == DATA_OPTS else
-                         f'pisnet-synth-{n_train}-{preset["test_ids"]}')
+    data_root = osp.join(REPO, 'data', ('pisnet-synth' if opts == DATA_OPTS else
+                                        f'pisnet-synth-{n_train}-{preset["test_ids"]}')
+                         + (f'-s{args.seed}' if args.seed else ''))
     make_dataset('synth-pi', root=data_root, seed=args.seed, **opts)
     common = ['data.root', data_root, 'data.height', '64', 'data.width', '32',
               'train.seed', str(args.seed)]
