@@ -27,7 +27,7 @@ interval of best-epoch and final top-1 and of the final invalid-filter ratio (fi
 Cost, measured on this machine (one thread, 1000 train + 1000 test images per epoch): 10-13 s per
 epoch for one network, 19-22 s for grafting, 18-25 s for DGD (lower figure: quiet machine, higher:
 shared with other jobs); the defaults (LR sweep of 3 + 3 seeds x 3-4 arms x 14 epochs) come to
-~40-55 min on one core.
+~40-55 min on one core; measured: 2308 s (one thread, 2-core machine shared with other jobs).
 """
 import argparse
 import copy
