@@ -218,9 +218,14 @@ def test_torch_path_equals_numpy_path_on_cpu(monkeypatch, method):
         assert torch.equal(keep_t, ref_keep)
 
 
+@pytest.mark.parametrize('fine_bands', [False, True])
 @pytest.mark.parametrize('thr', [0.0, 0.3, 0.5, 0.8])
-def test_overlap_pair_sweeps_equal_dense_iou(thr):
+def test_overlap_pair_sweeps_equal_dense_iou(thr, fine_bands, monkeypatch):
+    from mm_ext.core.nms import _rounds
     from mm_ext.core.nms._rounds import overlap_pairs, pairwise_iou
+
+    if fine_bands:  # the two-band sweep of large inputs, on these small ones
+        monkeypatch.setattr(_rounds, '_FINE_BANDS_FROM', 0)
 
     for seed in range(3):
         d = clustered_detections(300, seed=seed)

@@ -50,8 +50,10 @@ _NUMPY_FLOATS = (torch.float32, torch.float64)
 EPS = 1e-6
 
 #: Horizontal bands per maximal vertical reach in the pair sweep (more bands: fewer
-#: candidates, more queries).
-_BANDS = 2
+#: candidates, more queries): 1 up to ``_FINE_BANDS_FROM`` boxes, 2 from there on
+#: (measured on the crowds of ``tools/bench/noh_nms.py``: one band is faster at
+#: N = 1000 and 2000, two bands at N = 3000).
+_FINE_BANDS_FROM = 2500
 
 
 #: complex dtype of the same precision (two coordinates read as one number)
@@ -351,9 +353,9 @@ def overlap_pairs(boxes, min_thr: float, legacy_offset: bool = False, labels=Non
     smaller x1 (the "anchor") and c = 1 / (1 + t) this gives
     ``0 <= x1_j - x1_i < c w_i (1 - t^2)``, and vertically
     ``-c (min(h_i / t, h_max) - t h_i) < y1_j - y1_i < c h_i (1 - t^2)``.
-    Boxes are sorted by (label, band of height ``c h_max / B``, x1) with B =
-    ``_BANDS``; an anchor's candidates are then one contiguous run in each of the
-    2B + 1 bands its vertical window can touch (all found with three
+    Boxes are sorted by (label, band of height ``c h_max / B``, x1) with B = 1 or 2
+    (see ``_FINE_BANDS_FROM``); an anchor's candidates are then one contiguous run in
+    each of the 2B + 1 bands its vertical window can touch (all found with three
     ``searchsorted`` calls), and the exact IoU is computed on the candidates only.
 
     Args:
@@ -393,12 +395,13 @@ def _pairs(boxes, min_thr, legacy_offset, labels, ops):
     if n < 2:
         return empty, boxes[:0, 0]
     h_max = float(h.max())
-    band_h = c * h_max / _BANDS
+    nb = 1 if n < _FINE_BANDS_FROM else 2  # B
+    band_h = c * h_max / nb
     yrel = (y1 - float(y1.min())) / band_h
     yband = xp.floor(yrel)
     band = yband
     if labels is not None:  # classes far apart in band space: never within reach
-        band = yband + ops.to_float(labels, yband) * (float(yband.max()) + 2 * _BANDS + 2)
+        band = yband + ops.to_float(labels, yband) * (float(yband.max()) + 2 * nb + 2)
     xs = x1 - float(x1.min())
     span = float(xs.max()) + 2.0 * float(w.max()) + 1.0
     key = band * span + xs
@@ -410,14 +413,14 @@ def _pairs(boxes, min_thr, legacy_offset, labels, ops):
     up = (ops.clip_max(h_s / t, h_max) if t > 0 else xp.ones_like(h_s) * h_max) - t * h_s
     k_lo = xp.floor(yrel_s - (c / band_h) * up) - yband_s  # band offsets the window touches
     k_hi = xp.floor(yrel_s + (c * shrink / band_h) * h_s) - yband_s
-    kf = ops.to_float(ops.arange(2 * _BANDS + 1, boxes) - _BANDS, key)[:, None]
+    kf = ops.to_float(ops.arange(2 * nb + 1, boxes) - nb, key)[:, None]
     base = ((band_s[None, :] + kf) * span + xs_s[None, :]).reshape(-1)  # (2B + 1) x N window starts
     touch = (k_lo[None, :] <= kf) & (k_hi[None, :] >= kf)  # bands the window touches
     q = ops.nz(touch.reshape(-1))
     anchor = q % n
     per_row = touch.sum(1).tolist()
-    a = sum(per_row[:_BANDS])  # row blocks of q: bands above, own band, bands below
-    b = a + per_row[_BANDS]
+    a = sum(per_row[:nb])  # row blocks of q: bands above, own band, bands below
+    b = a + per_row[nb]
     qbase = ops.take(base, q)
     hi = xp.searchsorted(key_s, qbase + ops.take(reach, anchor), side='left')
     # bands above: x1_j > x1_i strictly (a tie pair in two bands is found once, from above);
