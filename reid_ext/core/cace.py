@@ -75,6 +75,36 @@ def _pair_max_dense(nodes, lg, weight, pi, pj):
     return v.unflatten(1, (2, hw)).amax(2)
 
 
+def _pair_max_chunked(nodes, lg, weight, pi, pj, chunk, locate):
+    """(P, 2, C) max of :func:`_pair_max_dense`, ``chunk`` pairs at a time, in ``lg``'s dtype
+    (autocast off). ``locate``: also the maximising node of each (pair, half, channel) and
+    whether a pair has a tied maximum (for the backward)."""
+    b, hw, c = nodes.shape
+    p = lg.shape[0]
+    mx = torch.empty(p, 2, c, dtype=lg.dtype, device=lg.device)
+    arg = torch.empty(p, 2, c, dtype=torch.long, device=lg.device) if locate else None
+    tied = torch.zeros(p, dtype=torch.bool, device=lg.device) if locate else None
+    node_ids = torch.arange(1, hw + 1, dtype=torch.int32, device=lg.device)[:, None]
+    weight = weight.to(lg.dtype)
+    with torch.autocast(lg.device.type, enabled=False):
+        for s in range(0, p, chunk):
+            t = slice(s, min(p, s + chunk))
+            v = F.linear(lg[t], weight)  # (ch, N, C)
+            v[:, :hw] += nodes[pi[t]].to(v.dtype)
+            v[:, hw:] += nodes[pj[t]].to(v.dtype)
+            v = v.unflatten(1, (2, hw))
+            m = v.amax(2, keepdim=True)  # amax + mask: much faster than max(dim) on CPU
+            mx[t] = m.squeeze(2)
+            if not locate:
+                continue
+            key = torch.where(v == m, node_ids, 0)  # 1 + node index where maximal, else 0
+            last = key.amax(2)
+            arg[t] = last - 1  # the maximising node (of untied pairs)
+            # tied: some (half, channel) has >= 2 maximising nodes <=> sum of their keys > max
+            tied[t] = (key.sum(2, dtype=torch.int32) != last).flatten(1).any(1)
+    return mx, arg, tied
+
+
 class _PairMaxPool(torch.autograd.Function):
     """Max over the nodes of both halves of every pair's conditional map, computed ``chunk``
     pairs at a time: the (P, N, C) map is never stored. Backward scatters each (pair, half,
@@ -85,29 +115,8 @@ class _PairMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, nodes, lg, weight, pi, pj, chunk):
         ctx.w_dtype = weight.dtype
-        with torch.autocast(lg.device.type, enabled=False):  # lg's dtype throughout
-            return _PairMaxPool._forward(ctx, nodes, lg, weight.to(lg.dtype), pi, pj, chunk)
-
-    @staticmethod
-    def _forward(ctx, nodes, lg, weight, pi, pj, chunk):
-        b, hw, c = nodes.shape
-        p = lg.shape[0]
-        mx = torch.empty(p, 2, c, dtype=lg.dtype, device=lg.device)
-        arg = torch.empty(p, 2, c, dtype=torch.long, device=lg.device)
-        tied = torch.zeros(p, dtype=torch.bool, device=lg.device)
-        node_ids = torch.arange(1, hw + 1, dtype=torch.int32, device=lg.device)[:, None]
-        for s in range(0, p, chunk):
-            t = slice(s, min(p, s + chunk))
-            v = F.linear(lg[t], weight)  # (ch, N, C)
-            v[:, :hw] += nodes[pi[t]].to(v.dtype)
-            v[:, hw:] += nodes[pj[t]].to(v.dtype)
-            v = v.unflatten(1, (2, hw))
-            m = v.amax(2, keepdim=True)  # amax + mask: much faster than max(dim) on CPU
-            key = torch.where(v == m, node_ids, 0)  # 1 + node index where maximal, else 0
-            last = key.amax(2)
-            mx[t], arg[t] = m.squeeze(2), last - 1  # the maximising node (of untied pairs)
-            # tied: some (half, channel) has >= 2 maximising nodes <=> sum of their keys > max
-            tied[t] = (key.sum(2, dtype=torch.int32) != last).flatten(1).any(1)
+        weight = weight.to(lg.dtype)
+        mx, arg, tied = _pair_max_chunked(nodes, lg, weight, pi, pj, chunk, True)
         ctx.save_for_backward(nodes, lg, weight, pi, pj, arg, tied)
         ctx.chunk = chunk
         return mx
@@ -173,7 +182,11 @@ def pair_avgmax_pool(nodes: torch.Tensor, lg: torch.Tensor, weight: torch.Tensor
     mean_nodes = nodes.mean(1)  # once per image
     mean = torch.stack([mean_nodes[pi], mean_nodes[pj]], 1) + F.linear(
         lg.unflatten(1, (2, hw)).mean(2), weight)
-    mx = _PairMaxPool.apply(nodes, lg, weight, pi, pj, max(1, int(chunk)))
+    chunk = max(1, int(chunk))
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (nodes, lg, weight)):
+        mx = _PairMaxPool.apply(nodes, lg, weight, pi, pj, chunk)
+    else:  # inference (re-scoring): the max alone
+        mx = _pair_max_chunked(nodes, lg, weight, pi, pj, chunk, False)[0]
     return torch.cat([mean, mx.to(mean.dtype)], dim=-1)
 
 

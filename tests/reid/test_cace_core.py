@@ -179,6 +179,8 @@ def test_fast_avgmax_pooling_equals_pooling_the_dense_conditional_maps(ties):
     fi, fj = gcn.pooled_avgmax(x, pi, pj, chunk=2)  # 9 pairs: chunks mix tied and untied pairs
     fast = torch.cat([fi, fj])
     assert torch.allclose(fast, ref, atol=1e-12)
+    with torch.no_grad():  # the inference path (max only, no autograd Function)
+        assert torch.allclose(torch.cat(gcn.pooled_avgmax(x, pi, pj, chunk=4)), ref, atol=1e-12)
     for a, b in zip(grads(fast), ref_grads):
         assert torch.allclose(a, b, atol=1e-12)
     if ties:  # the tie rule matters: max(dim) (one winner) gives other gradients than amax

@@ -7,7 +7,8 @@
 Both steps are :class:`reid_ext.engines.cace_engine.CACEEngine.forward_backward` on the same
 network and batch (P x K = 4 x 4 identities/images): CACE-Net (all B² ordered pairs, four losses)
 and the baseline (``pair_branch=False``: ID + triplet on the individual features). The median
-of ``--iters`` timed steps after one warm-up step is compared. Then the opt-in re-scoring is
+of ``--iters`` timed steps after one warm-up step is compared; baseline and CACE-Net steps
+alternate so that load changes on a shared machine hit both alike. Then the opt-in re-scoring is
 timed: ``--num-query`` queries, each re-scoring its top ``--topk`` of a ``--num-gallery`` gallery
 of random feature maps of the backbone's shape (eval mode, batched). Last line:
 ``cace train step / baseline step time ratio: <x>`` (goal <= 2.0 on the paper setting).
@@ -31,19 +32,23 @@ def _engine(model, pair_branch, device, **kw):
     return eng
 
 
-def _time_steps(eng, data, iters, device):
-    eng.set_model_mode('train')
-    times = []
+def _time_steps(engines, data, iters, device):
+    """Median step time of each engine; the engines' steps alternate (base, cace, base, ...), so
+    a change of the machine's load during the run hits both alike. First round = warm-up."""
+    times = [[] for _ in engines]
+    for eng in engines:
+        eng.set_model_mode('train')
     for k in range(iters + 1):
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        eng.forward_backward(data)
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        if k:  # first step = warm-up
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for eng, ts in zip(engines, times):
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            eng.forward_backward(data)
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            if k:
+                ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def main(argv=None):
@@ -74,10 +79,10 @@ def main(argv=None):
     pids = torch.arange(a.batch // 4).repeat_interleave(4).to(a.device)
     data = {'img': imgs, 'pid': pids}
     print(f'device {a.device}, backbone {a.backbone}, {a.batch} images {a.height}x{a.width}, '
-          f'{a.batch ** 2} pairs, {a.iters} timed steps (median) after 1 warm-up')
-    t_base = _time_steps(base, data, a.iters, a.device)
+          f'{a.batch ** 2} pairs, {a.iters} timed steps each (median, alternating) after 1 '
+          f'warm-up')
+    t_base, t_cace = _time_steps([base, cace], data, a.iters, a.device)
     print(f'baseline step (ID + triplet, individual features): {t_base * 1e3:.1f} ms')
-    t_cace = _time_steps(cace, data, a.iters, a.device)
     print(f'cace step (B^2 pairs, four losses):               {t_cace * 1e3:.1f} ms')
 
     # re-scoring of the top-k gallery per query on random maps of the backbone's shape
