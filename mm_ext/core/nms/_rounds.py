@@ -81,10 +81,6 @@ class _NumpyOps:
         return np.ones(n, dtype=bool)
 
     @staticmethod
-    def empty(shape, like):
-        return np.empty(shape, dtype=like.dtype)
-
-    @staticmethod
     def arange(n, like):
         return np.arange(n)
 
@@ -195,10 +191,6 @@ class _TorchOps:
     @staticmethod
     def ones_bool(n, like):
         return torch.ones(n, dtype=torch.bool, device=like.device)
-
-    @staticmethod
-    def empty(shape, like):
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
 
     @staticmethod
     def arange(n, like):
