@@ -42,6 +42,32 @@ def test_pruned_conv_forms_equal_masked_conv(form, k, s, p):
         torch.testing.assert_close(pc(x), ref)
 
 
+@pytest.mark.parametrize('form', PrunedConv2d.FORMS)
+@pytest.mark.parametrize('k,s,p', [(3, 1, 1), (3, 2, 1)])
+def test_pruned_conv_forms_keep_channels_last(form, k, s, p):
+    """A channels-last input gives the masked conv's values in a channels-last output (every form)."""
+    x, weight, mask, b = _case(k, s, 9, 6, seed=k * 10 + s + 1)
+    x = x.contiguous(memory_format=torch.channels_last)
+    ref = masked_conv2d(x.contiguous(), weight, mask, b, s, p)
+    pc = PrunedConv2d.from_dense(weight, mask, b, s, p, form=form)
+    with torch.no_grad():
+        y = pc(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, ref)
+
+
+def test_full_form_computes_dead_filters_as_their_bias():
+    """'full' runs every filter (dead ones: zero weights), so dead outputs equal the bias, as 'dense' writes them."""
+    x, weight, mask, b = _case(3, 1, 8, 8, seed=3)
+    pc = PrunedConv2d.from_dense(weight, mask, b, 1, 1, form='full')
+    with torch.no_grad():
+        w, idx, _ = pc._dense_parts(x.dtype, every_filter=True)
+        assert idx is None and w.shape[0] == 7 and not w[1].any()  # filter 1 is dead: zero weights, kept
+        y = pc(x)
+    torch.testing.assert_close(y[:, 1], b[1].expand_as(y[:, 1]))
+    torch.testing.assert_close(y, masked_conv2d(x, weight, mask, b, 1, 1))
+
+
 def test_choose_forms_stores_the_choice_in_the_state_dict():
     x, weight, mask, b = _case(3, 1, 9, 6)
     net = nn.Sequential(PrunedConv2d.from_dense(weight, mask, b, 1, 1), nn.ReLU(),

@@ -23,11 +23,16 @@ recipe pushes from the first of 160 epochs). The trained model is then exported 
 
 With ``--fold-bn`` (default) every BN that follows a conv is folded into it in *all three* models
 (like-for-like; a residual-coupled pff conv then emits its dead filters' BN constants through its
-bias). Every export is checked against the masked dense model. The last two lines are
+bias). All three models and the inputs use the same memory format (``--memory-format``, default
+``channels_last``: oneDNN's channels-last convs are the fastest CPU path for the dense baseline
+too, 1.2-3x faster than NCHW on these narrow nets) and the same thread count (``--threads``);
+the pff forms are chosen in that format. ``--per-layer`` prints, per conv, its FLOPs share, its
+kept FLOPs, the dense and pff times and the stored form. Every export is checked against the masked dense model. The last two lines are
 ``pff vgg16 speedup at batch 64: <x> (flops ratio <r>)`` and the same for resnet56
 (x = dense / pff time, r = pff FLOPs / dense FLOPs; goal x >= 0.5 / r).
 
     python tools/bench/pff_speed.py [--batches 1 64] [--iters 300] [--threads N]
+        [--memory-format channels_last|contiguous] [--per-layer]
 """
 import argparse
 import copy
@@ -176,8 +181,8 @@ def _time(model, x, inner):
 
 
 @torch.no_grad()
-def bench(models, batch, repeats):
-    x = torch.randn(batch, 3, 32, 32)
+def bench(models, batch, repeats, memory_format=torch.contiguous_format):
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=memory_format)
     for m in models:
         m(x)
         m(x)
@@ -187,6 +192,63 @@ def bench(models, batch, repeats):
         for t, m in zip(times, models):
             t.append(_time(m, x, inner))
     return [min(t) for t in times]  # best of interleaved runs: robust to load from other processes
+
+
+@torch.no_grad()
+def per_layer(dense, pff, x, repeats):
+    """Per conv of ``pff``: FLOPs share of the dense model, kept FLOPs, dense / pff time on its own input, form."""
+    inputs, flops = {}, {}
+
+    def pre(mod, a, key):
+        inputs.setdefault(key, a[0])
+
+    def post(mod, a, out, key):
+        k = mod.num_stripes * mod.in_channels if isinstance(mod, PrunedConv2d) else mod.weight[0].numel() * \
+            mod.out_channels
+        flops.setdefault(key, 2 * k * out[0, 0].numel())
+
+    hs = []
+    for tag, model in (('d', dense), ('p', pff)):
+        for n, m in model.named_modules():
+            if isinstance(m, (nn.Conv2d, PrunedConv2d)):
+                hs += [m.register_forward_pre_hook(lambda mod, a, k=(tag, n): pre(mod, a, k)),
+                       m.register_forward_hook(lambda mod, a, o, k=(tag, n): post(mod, a, o, k))]
+    dense(x[:1])
+    pff(x[:1])
+    flops1, flops = flops, {}
+    inputs.clear()
+    dense(x)
+    pff(x)
+    for h in hs:
+        h.remove()
+    total = sum(v for (t, _), v in flops1.items() if t == 'd')
+    clock = 'thread CPU time' if torch.get_num_threads() == 1 else 'wall-clock time'
+    print(f'  per conv at batch {x.shape[0]} ({clock}, best of {repeats}): share = FLOPs share of the dense model, '
+          'kept = pff FLOPs / dense FLOPs of the layer')
+    print(f"  {'conv':28s} {'share':>6s} {'kept':>6s} {'dense ms':>9s} {'pff ms':>8s} {'x':>6s}  form")
+    sums = [0.0, 0.0]
+    for (tag, n), xin in inputs.items():
+        if tag != 'p' or ('d', n) not in inputs:
+            continue
+        dm, pm = dense.get_submodule(n), pff.get_submodule(n)
+        td, tp = bench_layer(dm, inputs[('d', n)], repeats), bench_layer(pm, xin, repeats)
+        sums[0] += td
+        sums[1] += tp
+        print(f"  {n:28s} {flops1[('d', n)] / total:6.3f} {flops1[('p', n)] / flops1[('d', n)]:6.3f} {td * 1e3:9.2f} "
+              f"{tp * 1e3:8.2f} {td / tp:6.2f}  {getattr(pm, 'form', 'plain')}")
+    print(f"  {'all convs':28s} {'':6s} {'':6s} {sums[0] * 1e3:9.2f} {sums[1] * 1e3:8.2f} {sums[0] / sums[1]:6.2f}")
+
+
+def bench_layer(m, x, repeats):
+    """Best of ``repeats`` runs; with one thread by the thread's CPU time (robust to other processes)."""
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
+    m(x)
+    best = float('inf')
+    for _ in range(repeats):
+        t0 = clock()
+        m(x)
+        best = min(best, clock() - t0)
+    return best
 
 
 def main():
@@ -209,10 +271,15 @@ def main():
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--fold-bn', action=argparse.BooleanOptionalAction, default=True,
                     help='fold BN into the preceding conv in all three models')
+    ap.add_argument('--memory-format', default='channels_last', choices=['channels_last', 'contiguous'],
+                    help='memory format of all three models and their inputs')
+    ap.add_argument('--per-layer', action='store_true', help='per-conv FLOPs share, dense / pff time and form')
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads, BN folded: {args.fold_bn}')
+    fmt = torch.channels_last if args.memory_format == 'channels_last' else torch.contiguous_format
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads (all models), BN folded: {args.fold_bn}, '
+          f'memory format: {args.memory_format} (all models)')
     results = {}
     rows = []
     for name in args.models:
@@ -233,6 +300,9 @@ def main():
         if args.fold_bn:
             for m in (dense, chan, pff):
                 fold_batchnorm(m.eval())
+        for m in (dense, chan, pff):
+            m.to(memory_format=fmt)
+        xe = xe.contiguous(memory_format=fmt)
         choose_forms(pff, xe)  # once, at export, for the export batch; stored in each layer
         forms = {}
         for m in pff.modules():
@@ -251,8 +321,10 @@ def main():
               f'(skeletons included) {po0} -> {po} ({po / po0:.3f}); FLOPs {f0} -> chan-pruned {fc} ({fc / f0:.3f})'
               f' -> pff {fp} ({fp / f0:.3f}); dropped blocks {len(dropped)}; forms {forms}; max |diff| vs masked '
               f'dense {max(errs):.1e}')
+        if args.per_layer:
+            per_layer(dense, pff, xe, args.repeats)
         for bsz in args.batches:
-            td, tc, tp = bench([dense, chan, pff], bsz, args.repeats)
+            td, tc, tp = bench([dense, chan, pff], bsz, args.repeats, fmt)
             rows.append(f'{name:9s} {bsz:5d} {td * 1e3:9.2f} {tc * 1e3:11.2f} {tp * 1e3:9.2f} {td / tc:10.2f} '
                         f'{td / tp:8.2f} {fp / f0:8.3f} {0.5 / (fp / f0):10.2f}')
             if bsz == 64:

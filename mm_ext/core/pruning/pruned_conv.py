@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stripe_conv import StripeConv2d, compute_dtype
+from .stripe_conv import StripeConv2d, _memory_format, compute_dtype
 
 __all__ = ['PrunedConv2d', 'choose_forms']
 
@@ -22,7 +22,15 @@ class PrunedConv2d(StripeConv2d):
       rows died); the outputs of dead filters are written as zeros (what the layer
       computes for them), so a residual-coupled conv followed by its BN still yields the
       dead filters' BN constants while computing only its live filters;
+    - ``'full'``: the same cropped dense conv over *every* filter (dead ones have zero weights
+      and output their bias): no scatter of the live filters into the output, which costs more
+      than the dead filters' FLOPs when few filters died (e.g. residual-coupled convs);
     - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`.
+
+    Every form returns its output in the input's memory format (``torch.channels_last`` in,
+    channels-last out; the dense forms then run oneDNN's channels-last convs, and pooling
+    stays on its channels-last kernels: on CPU both are several times faster than NCHW for
+    the narrow convs of CIFAR nets).
 
     The form is stored in the state dict (buffer ``form_index``, an index into ``FORMS``); it is
     chosen once by :func:`choose_forms` at export (never by timing inside ``forward``),
@@ -34,14 +42,14 @@ class PrunedConv2d(StripeConv2d):
         form (str): one of ``FORMS``. Defaults to ``'dense'``.
     """
 
-    FORMS = ('dense', 'flat', 'gather', 'nchw')
+    FORMS = ('dense', 'flat', 'gather', 'nchw', 'full')  # append only: form_index is stored
 
     def __init__(self, *args, form: str = 'dense', **kwargs):
         super().__init__(*args, **kwargs)
         # the form travels in the state dict as a tensor (index into FORMS), so DDP can broadcast it
         self.register_buffer('form_index', torch.tensor(self.FORMS.index(self._check_form(form))))
         self._form = form
-        self._dense_cache: Optional[Tuple] = None
+        self._dense_cache: Optional[dict] = None
 
     @classmethod
     def _check_form(cls, form: str) -> str:
@@ -84,38 +92,44 @@ class PrunedConv2d(StripeConv2d):
         """Indices (N_live,) of filters with at least one live stripe."""
         return self.stripe_mask.flatten(1).any(1).nonzero().flatten()
 
-    def _dense_parts(self, dtype) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[int, int]]:
-        """(weight (N_live, C, 2dh+1, 2dw+1), live index or None when every filter lives, (dh, dw))."""
+    def _dense_parts(self, dtype, memory_format=torch.contiguous_format, every_filter: bool = False
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[int, int]]:
+        """(weight (N_live, C, 2dh+1, 2dw+1) in ``memory_format``, live index or None when every
+        filter is computed, (dh, dw)); ``every_filter``: all N filters (dead ones zero)."""
 
         def build():
             dh, dw = self.crop_radii()
             c = self.kernel_size // 2
             live = self.live_filters()
             w = self.dense_weight()[:, :, c - dh:c + dh + 1, c - dw:c + dw + 1]
-            idx = None if live.numel() == self.out_channels else live
+            idx = None if every_filter or live.numel() == self.out_channels else live
             if idx is not None:
                 w = w.index_select(0, idx)
-            return w.to(dtype), idx, (dh, dw)
+            return w.to(dtype).contiguous(memory_format=memory_format), idx, (dh, dw)
 
         if torch.is_grad_enabled() and self.stripe_weight.requires_grad:
             return build()  # differentiable (fine-tuning)
-        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr(), dtype)
-        if self._dense_cache is None or self._dense_cache[0] != key:
+        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr(), dtype,
+               memory_format, every_filter)
+        cache = self._dense_cache if isinstance(self._dense_cache, dict) else {}
+        if key not in cache:
             with torch.no_grad():
-                w, idx, d = build()
-            self._dense_cache = (key, w.contiguous(), idx, d)
-        return self._dense_cache[1], self._dense_cache[2], self._dense_cache[3]
+                cache = {k: v for k, v in cache.items() if k[:3] == key[:3]}  # drop stale weights
+                cache[key] = build()
+            self._dense_cache = cache
+        return cache[key]
 
-    def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_dense(self, x: torch.Tensor, every_filter: bool = False) -> torch.Tensor:
         """Dense form including the bias; dead filters output their bias (0 without one)."""
-        w, idx, (dh, dw) = self._dense_parts(x.dtype)
+        fmt = _memory_format(x)
+        w, idx, (dh, dw) = self._dense_parts(x.dtype, fmt, every_filter)
         k, s, p = self.kernel_size, self.stride, self.padding
         b, _, h, wd = x.shape
         ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
         bias = None if self.bias is None else self.bias.to(x.dtype)
         if w.shape[0] == 0:
-            out = x.new_zeros(b, self.out_channels, ho, wo)
-            return out if bias is None else out + bias.view(1, -1, 1, 1)
+            out = torch.zeros(b, self.out_channels, ho, wo, dtype=x.dtype, device=x.device, memory_format=fmt)
+            return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
         # a centred box with padding p - (K//2 - d) gives the same output grid; crop the input when negative
         ph, pw = p - (k // 2 - dh), p - (k // 2 - dw)
         if ph < 0 or pw < 0:
@@ -127,16 +141,20 @@ class PrunedConv2d(StripeConv2d):
         y = F.conv2d(x, w, None if bias is None else bias[idx], s, (ph, pw))
         shape = (b, self.out_channels, y.shape[2], y.shape[3])
         # dead filters: their bias (e.g. a folded BN's constant), written once; live filters copied in
-        out = y.new_zeros(shape) if bias is None else bias.view(1, -1, 1, 1).expand(shape).contiguous()
+        out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=fmt)
+        if bias is None:
+            out.zero_()
+        else:
+            out.copy_(bias.view(1, -1, 1, 1).expand(shape))
         return out.index_copy_(1, idx, y)
 
     def run_form(self, form: str, x: torch.Tensor) -> torch.Tensor:
         """Output of ``form`` on x (B, C, H, W), whatever the stored form."""
         dt = compute_dtype(x)
         x = x.to(dt)
-        if form == 'dense':
-            return self._forward_dense(x)
-        return self._stripe_forward(x, self._check_form(form))
+        if form in ('dense', 'full'):
+            return self._forward_dense(x, every_filter=form == 'full')
+        return self._stripe_forward(x, self._check_form(form)).contiguous(memory_format=_memory_format(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, N, H_out, W_out)."""
@@ -154,8 +172,10 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
 
     Runs once at export: the model is run on ``example_input`` to capture each layer's
     input, then every form is timed round-robin on that input (best of ``repeats``); a
-    stripe form must beat the dense form by ``stripe_margin``. The choice is written to
+    stripe form must beat the dense forms by ``stripe_margin``. The choice is written to
     each layer's ``form`` (saved in the state dict); ``forward`` never times anything.
+    With one CPU thread the forms are timed by the thread's CPU time (robust to other
+    processes on a shared machine), else by wall-clock time.
 
     Args:
         model (nn.Module): model holding :class:`PrunedConv2d` modules (modified in place).
@@ -168,6 +188,7 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
         dict[str, str]: the chosen form by module name.
     """
     layers = {n: m for n, m in model.named_modules() if isinstance(m, PrunedConv2d)}
+    chosen: Dict[str, str] = {}
     inputs: Dict[str, torch.Tensor] = {}
     handles = [m.register_forward_pre_hook(lambda mod, a, n=n: inputs.setdefault(n, a[0]))
                for n, m in layers.items()]
@@ -180,11 +201,12 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
             h.remove()
         for m, t in modes.items():
             m.train(t)
-    chosen = {}
     for name, m in layers.items():
         x = inputs.get(name)
         if x is None:
             continue
+        # one CPU thread: the thread's CPU time (robust to other processes on a shared machine)
+        clock = time.thread_time if not x.is_cuda and torch.get_num_threads() == 1 else time.perf_counter
         times = {f: [] for f in PrunedConv2d.FORMS}
         for f in times:
             m.run_form(f, x)  # warm-up (plans, caches, allocator)
@@ -192,11 +214,11 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
             for f in times:
                 if x.is_cuda:
                     torch.cuda.synchronize(x.device)
-                t0 = time.perf_counter()
+                t0 = clock()
                 m.run_form(f, x)
                 if x.is_cuda:
                     torch.cuda.synchronize(x.device)
-                times[f].append(time.perf_counter() - t0)
-        best = {f: min(t) * (1.0 if f == 'dense' else 1.0 + stripe_margin) for f, t in times.items()}
+                times[f].append(clock() - t0)
+        best = {f: min(t) * (1.0 if f in ('dense', 'full') else 1.0 + stripe_margin) for f, t in times.items()}
         m.form = chosen[name] = min(best, key=best.get)
     return chosen

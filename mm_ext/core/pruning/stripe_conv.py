@@ -44,6 +44,14 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last 4-D tensor (that is not also plain contiguous), else
+    ``torch.contiguous_format``."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _out_size(h: int, k: int, s: int, p: int) -> int:
     return (h + 2 * p - k) // s + 1
 
@@ -66,9 +74,11 @@ class StripeConv2d(nn.Module):
     - ``'gather'``: per position, the strided shifted input (C, B·H_out·W_out) is
       gathered and multiplied by that position's stripes; no padded-grid waste,
       better for small maps.
-    - ``'nchw'``: as ``'flat'`` but per image: the stripes of a phase are one 1×1
-      ``F.conv2d`` (oneDNN / cuDNN) on the padded NCHW input, and position offsets
-      live in each image's flattened Hq·Wq plane (no layout transposes).
+    - ``'nchw'``: as ``'flat'`` but per image: the stripes of a phase are one batched GEMM
+      on the padded input's flattened Hq·Wq planes (NCHW or channels-last, no layout
+      transposes), and position offsets live in each image's plane; the partial sums are
+      added, a cache-sized chunk of images at a time, into an NCHW output initialised with
+      the bias; the output is cropped into x's memory format in one copy.
 
     Args:
         in_channels (int): C.
@@ -80,6 +90,7 @@ class StripeConv2d(nn.Module):
     """
 
     IMPLS = ('flat', 'gather', 'nchw')
+    CHUNK_BYTES = 4 << 20  # 'nchw': partial sums of at most this size per batch chunk
 
     def __init__(self, in_channels: int, stripe_mask: torch.Tensor, stride: int = 1, padding: int = 0,
                  bias: bool = False, impl: str = 'flat', dtype=None, device=None):
@@ -161,7 +172,7 @@ class StripeConv2d(nn.Module):
         elif impl == 'gather':
             y = self._forward_gather(x)
         elif impl == 'nchw':
-            y = self._forward_nchw(x)
+            return self._forward_nchw(x, self.bias)  # the bias is the output's initial value
         else:
             raise ValueError(f"{type(self).__name__}: impl must be one of {self.IMPLS}, got {impl!r}")
         if self.bias is not None:
@@ -214,30 +225,44 @@ class StripeConv2d(nn.Module):
             by_phase.setdefault((entry[0] % s, entry[1] % s), []).append(entry)
         return by_phase
 
-    def _forward_nchw(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_nchw(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, c, h, w = x.shape
         k, s, p, n = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = _out_size(h, k, s, p), _out_size(w, k, s, p)
         hq, wq = math.ceil((h + 2 * p) / s), math.ceil((w + 2 * p) / s)
         plane = hq * wq
         weight = self.stripe_weight.to(x.dtype)
+        # padded once in x's own memory format (no layout change); the per-phase 1x1 products are one
+        # batched GEMM each on the flattened planes, (n_phase, C) @ (B, C, Hq*Wq), whatever the layout
         xpad = F.pad(x, (p, wq * s - w - p, p, hq * s - h - p))
-        out = x.new_zeros(b, n, plane)
+        if bias is None:
+            out = x.new_zeros(b, n, plane)
+        else:
+            out = bias.to(x.dtype).view(1, n, 1).expand(b, n, plane).contiguous()
         for (a, bb), entries in self._phase_entries(s).items():
-            xph = xpad if s == 1 else xpad[:, :, a::s, bb::s]
-            rows = torch.cat([torch.arange(e[2], e[3], device=x.device) for e in entries])
-            z = F.conv2d(xph, weight[rows].unsqueeze(-1).unsqueeze(-1)).view(b, -1, plane)
-            zr = 0
-            for i, j, e0, e1, idx, rng in entries:
-                off = (i // s) * wq + (j // s)
-                cnt = e1 - e0
-                src = z[:, zr:zr + cnt, off:]
-                if rng is not None:
-                    out[:, rng[0]:rng[1], :plane - off] += src
-                else:
-                    out[:, :, :plane - off].index_add_(1, idx, src)
-                zr += cnt
-        return out.view(b, n, hq, wq)[:, :, :ho, :wo].contiguous()
+            xph = (xpad if s == 1 else xpad[:, :, a::s, bb::s]).flatten(2)
+            r0, r1 = entries[0][2], entries[-1][3]
+            contiguous_rows = all(entries[t][3] == entries[t + 1][2] for t in range(len(entries) - 1))
+            wph = weight[r0:r1] if contiguous_rows else \
+                weight[torch.cat([torch.arange(e[2], e[3], device=x.device) for e in entries])]
+            # images in chunks whose partial sums stay cache-sized (and below the allocator's mmap size)
+            chunk = max(1, self.CHUNK_BYTES // max(1, wph.shape[0] * plane * x.element_size()))
+            for b0 in range(0, b, chunk):
+                xb = xph[b0:b0 + chunk]
+                z = torch.bmm(wph.expand(xb.shape[0], -1, -1), xb)  # (chunk, n_phase, plane)
+                o = out[b0:b0 + chunk]
+                zr = 0
+                for i, j, e0, e1, idx, rng in entries:
+                    off = (i // s) * wq + (j // s)
+                    cnt = e1 - e0
+                    src = z[:, zr:zr + cnt, off:]
+                    if rng is not None:
+                        o[:, rng[0]:rng[1], :plane - off] += src
+                    else:
+                        o[:, :, :plane - off].index_add_(1, idx, src)
+                    zr += cnt
+        # crop and layout in one copy: the output takes x's memory format
+        return out.view(b, n, hq, wq)[:, :, :ho, :wo].contiguous(memory_format=_memory_format(x))
 
     def _forward_gather(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
