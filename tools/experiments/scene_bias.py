@@ -35,10 +35,10 @@ Full size (the defaults): 5 seeds x 7 methods, 4 pretraining epochs on 320 biase
 (80 per class; queue 80), 64 val, 256 decorrelated probe-training and 1,024 decorrelated test
 clips, one process with one thread. Every finished method is merged into
 ``seed*/rows.json`` at once, so ``--report-only`` aggregates whatever has finished.
-Measured run time (one thread; seed 0 of the full run): 401 s CPU per seed (data 15 s, random
-21 s, supervised 43 s, each self-supervised run incl. its probes 61-71 s), i.e. about 34 min of
-one core for the 5 seeds (about 17 min with --jobs 2 on 2 free cores); wall time depends on the
-load: 22 min per seed on the shared 2-core machine with ~7 runnable processes.
+Measured run time of the full run (one process, one thread, 2026-12-01): 40 min of CPU in all
+(2,402 s: data 15-20 s, random 21-29 s, supervised 43-60 s and each self-supervised run incl.
+its probes 61-85 s per seed; about 8 min of one core per seed), i.e. about 20 min with --jobs 2
+on 2 free cores; wall time 82 min on the shared 2-core machine (5-8 runnable processes).
 
     python tools/experiments/scene_bias.py                          # full: 5 seeds, 4 epochs, 1 job
     python tools/experiments/scene_bias.py --seeds 0,1 --epochs 3 --jobs 2
