@@ -26,7 +26,9 @@ With ``--fold-bn`` (default) every BN that follows a conv is folded into it in *
 bias). All three models and the inputs use the same memory format (``--memory-format``, default
 ``channels_last``: oneDNN's channels-last convs are the fastest CPU path for the dense baseline
 too, 1.2-3x faster than NCHW on these narrow nets) and the same thread count (``--threads``);
-the pff forms are chosen in that format. ``--per-layer`` prints, per conv, its FLOPs share, its
+the pff forms are chosen in that format, once, and stored in ``work_dirs/bench/`` (a later run
+with the same masks, format, threads and export batch reads them: export and timing can run
+separately; ``--no-reuse-forms`` chooses again). ``--per-layer`` prints, per conv, its FLOPs share, its
 kept FLOPs, the dense and pff times and the stored form. Every export is checked against the masked dense model. The last two lines are
 ``pff vgg16 speedup at batch 64: <x> (flops ratio <r>)`` and the same for resnet56
 (x = dense / pff time, r = pff FLOPs / dense FLOPs; goal x >= 0.5 / r).
@@ -126,7 +128,7 @@ def train_skeleton(name, args):
     equip_filter_skeleton(net, unregularized=r'downsample')
     if cache.is_file():
         net.load_state_dict(torch.load(cache, map_location='cpu', weights_only=True))
-        return net.eval(), dict(key, cached=str(cache.relative_to(REPO)))
+        return net.eval(), dict(key, cached=str(cache.relative_to(REPO)), tag=tag)
     groups = trace_channel_groups(net, x_all[:2])
     bn_map = {n: g.bn for n, g in groups.items() if g.removable and g.bn is not None
               and getattr(net.get_submodule(n), 'regularized', False)}
@@ -161,7 +163,7 @@ def train_skeleton(name, args):
             seen += len(yb)
     reg.detach()
     s = reg.stats()
-    info = dict(key, train_s=round(time.time() - t0, 1), stopped_at=stopped,
+    info = dict(key, tag=tag, train_s=round(time.time() - t0, 1), stopped_at=stopped,
                 train_acc_last50_of_warmup=None if warm_acc is None else round(warm_acc, 3),
                 train_acc_l1_phase=round(correct / max(1, seen), 3),
                 stripes_kept=f"{s['stripes_kept']}/{s['stripes_total']}",
@@ -274,6 +276,9 @@ def main():
     ap.add_argument('--memory-format', default='channels_last', choices=['channels_last', 'contiguous'],
                     help='memory format of all three models and their inputs')
     ap.add_argument('--per-layer', action='store_true', help='per-conv FLOPs share, dense / pff time and form')
+    ap.add_argument('--reuse-forms', action=argparse.BooleanOptionalAction, default=True,
+                    help='reuse the per-layer forms stored by an earlier export of the same masks, format, thread '
+                         'count and export batch (work_dirs/bench/*_forms_*.json) instead of timing them again')
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -303,7 +308,19 @@ def main():
         for m in (dense, chan, pff):
             m.to(memory_format=fmt)
         xe = xe.contiguous(memory_format=fmt)
-        choose_forms(pff, xe)  # once, at export, for the export batch; stored in each layer
+        forms_file = REPO / 'work_dirs' / 'bench' / (f"pff_speed_{name}_{info['tag']}_forms_{args.memory_format}_"
+                                                     f"{torch.get_num_threads()}t_b{args.export_batch}.json")
+        layers = {n: m for n, m in pff.named_modules() if isinstance(m, PrunedConv2d)}
+        stored = json.loads(forms_file.read_text()) if args.reuse_forms and forms_file.is_file() else None
+        if stored is not None and set(stored) == set(layers):
+            for n, f in stored.items():  # the forms chosen at an earlier export of these very masks
+                layers[n].form = f
+            print(f'{name}: forms chosen at export, read from {forms_file.relative_to(REPO)}')
+        else:
+            chosen = choose_forms(pff, xe, repeats=args.repeats)  # once, at export, for the export batch; stored in each layer
+            tmp = forms_file.with_suffix('.part')
+            tmp.write_text(json.dumps(chosen, indent=1, sort_keys=True))
+            os.replace(tmp, forms_file)
         forms = {}
         for m in pff.modules():
             if isinstance(m, PrunedConv2d):
