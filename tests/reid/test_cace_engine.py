@@ -315,55 +315,24 @@ def test_bf16_autocast_step_on_cpu(ped_root, tmp_path, repo_root):
     assert {'gcn.out.weight', 'gcn.attend.weight', 'pair_classifier.weight'} <= changed
 
 
-DDP_RECORDER = """
-import os.path as osp
-import torch
-from reid_ext import dist as rdist
-from reid_ext.engines.base_engine import _unwrap
-from reid_ext.engines.cace_engine import CACEEngine
-from reid_ext.registry import register_engine
-
-
-@register_engine('recording_cace')
-class RecordingCACE(CACEEngine):
-    def run(self, **kwargs):
-        out = super().run(**kwargs)
-        torch.save(dict(results=self.results, history=self.history,
-                        state=_unwrap(self.model).state_dict()),
-                   osp.join(kwargs['save_dir'], f'record_rank{rdist.get_rank()}.pt'))
-        return out
-"""
-
-
 @pytest.mark.slow
 def test_two_rank_gloo_ddp_smoke(ped_root, tmp_path, repo_root):
     """The cace engine through the base engine's DDP path (tools/reid_dist_train.sh, gloo)."""
-    import socket
-    (tmp_path / 'mods').mkdir()
-    (tmp_path / 'mods' / 'cace_recorder.py').write_text(DDP_RECORDER)
+    from reid_ddp import assert_lockstep, run_two_ranks, write_recorder
+    write_recorder(tmp_path / 'mods', 'cace_recorder', 'recording_cace', 'reid_ext.engines.cace_engine',
+                   'CACEEngine')
     text = (repo_root / CFG).read_text()
     assert 'custom_imports: [reid_ext.engines.cace_engine]' in text and 'name: cace\n' in text
     cfg = tmp_path / 'cace_ddp.yaml'
     cfg.write_text(text.replace('custom_imports: [reid_ext.engines.cace_engine]',
                                 'custom_imports: [cace_recorder]')
                    .replace('name: cace\n', 'name: recording_cace\n'))
-    out = tmp_path / 'ddp'
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(port),
-               PYTHONPATH=os.pathsep.join([str(repo_root), str(tmp_path / 'mods')]))
-    cmd = ['bash', str(repo_root / 'tools' / 'reid_dist_train.sh'), str(cfg), '2',
-           '--save-dir', str(out), 'data.root', str(ped_root), 'data.height', '32',
-           'data.width', '16', 'train.batch_size', '8', 'test.batch_size', '32',
-           'train.max_epoch', '2', 'cace.embed_dim', '16', 'cace.rescore_topk', '3']
-    proc = subprocess.run(cmd, cwd=str(repo_root), env=env, capture_output=True, text=True,
-                          timeout=400)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    recs, proc = run_two_ranks(repo_root, cfg, tmp_path / 'mods', tmp_path / 'ddp',
+                               'data.root', str(ped_root), 'data.height', '32', 'data.width', '16',
+                               'train.batch_size', '8', 'test.batch_size', '32', 'train.max_epoch', '2',
+                               'cace.embed_dim', '16', 'cace.rescore_topk', '3')
     assert 'DDP: 2 processes, global batch 16' in proc.stdout
-    recs = [torch.load(out / f'record_rank{r}.pt', weights_only=False) for r in range(2)]
-    for k, v in recs[0]['state'].items():  # lockstep: identical weights on both ranks
-        assert torch.equal(v, recs[1]['state'][k]), k
+    assert_lockstep(recs)  # identical weights on both ranks
     assert recs[0]['state']['gcn.out.weight'].abs().sum() > 0  # the pair branch trained
     assert recs[0]['results'] == recs[1]['results'] and 'synth_ped' in recs[0]['results']
     assert {'loss_mix', 'loss_pair'} <= set(recs[0]['history'][-1])

@@ -204,44 +204,15 @@ def test_bf16_autocast_stage2_step_on_cpu(pi_data, tmp_path, repo_root):
     assert any(k.startswith('gram.') for k in changed)  # the GRAM branch got a gradient too
 
 
-RECORDER = '''
-import os.path as osp
-import torch
-from reid_ext import dist as rdist
-from reid_ext.engines.base_engine import _unwrap
-from reid_ext.engines.pisnet_engine import PISNetEngine
-from reid_ext.registry import register_engine
-
-
-@register_engine('recording_pisnet')
-class RecordingPISNet(PISNetEngine):
-    def forward_backward(self, data):
-        self.steps.append(sorted(set(data['pid'].tolist())))
-        return super().forward_backward(data)
-
-    def run(self, **kwargs):
-        self.steps = []
-        out = super().run(**kwargs)
-        torch.save(dict(steps=self.steps, results=self.results,
-                        state=_unwrap(self.model).state_dict()),
-                   osp.join(kwargs['save_dir'], f'record_rank{rdist.get_rank()}.pt'))
-        return out
-'''
-
-
 @pytest.mark.slow
 def test_two_rank_gloo_stage2_epoch(pi_data, tmp_path, repo_root):
     """A stage-2 epoch on 2 CPU ranks (gloo, tools/reid_dist_train.sh): lockstep weights, disjoint
     p1 identities per step, the gathered PI evaluation equals one process on the saved weights."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     import yaml
+    from reid_ddp import assert_lockstep, run_two_ranks, write_recorder
     mods = tmp_path / 'mods'
-    mods.mkdir()
-    (mods / 'pisnet_recorder.py').write_text(RECORDER)
+    write_recorder(mods, 'pisnet_recorder', 'recording_pisnet', 'reid_ext.engines.pisnet_engine',
+                   'PISNetEngine')
     cfg = yaml.safe_load((repo_root / CFG).read_text())
     cfg['custom_imports'] = ['reid_ext.engines.pisnet_engine', 'pisnet_recorder']
     cfg['engine']['name'] = 'recording_pisnet'
@@ -254,23 +225,10 @@ def test_two_rank_gloo_stage2_epoch(pi_data, tmp_path, repo_root):
     cfg['pisnet'].update(topk=5, min_len=3, rescore_batch=2)
     path = tmp_path / 'ddp.yaml'
     path.write_text(yaml.safe_dump(cfg))
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(port),
-               PYTHONPATH=os.pathsep.join([str(repo_root), str(mods)]))
     out = tmp_path / 'ddp'
-    proc = subprocess.run(['bash', str(repo_root / 'tools' / 'reid_dist_train.sh'), str(path), '2',
-                           '--save-dir', str(out)], cwd=str(repo_root), env=env,
-                          capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    recs, proc = run_two_ranks(repo_root, path, mods, out)
     assert 'DDP: 2 processes, global batch 8' in proc.stdout
-    recs = [torch.load(out / f'record_rank{r}.pt', weights_only=False) for r in range(2)]
-    assert len(recs[0]['steps']) == len(recs[1]['steps']) > 0
-    for a, b in zip(recs[0]['steps'], recs[1]['steps']):
-        assert len(a) == len(b) == 2 and not set(a) & set(b)
-    for k, v in recs[0]['state'].items():
-        assert torch.equal(v, recs[1]['state'][k]), k
+    assert_lockstep(recs, ids_per_step=2)
     res = recs[0]['results']['synth_pi']
     assert recs[1]['results']['synth_pi'] == res
     one = run(_cfg(repo_root, pi_data, tmp_path / 'one', 'model.load_weights',

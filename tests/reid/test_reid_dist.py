@@ -1,7 +1,6 @@
 """Distributed re-ID training: the shared P x K sampler, sharded evaluation, and a real 2-rank
 gloo run under torchrun (lockstep, disjoint identities, gathered evaluation == one process)."""
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from reid_ddp import assert_lockstep, run_two_ranks, write_recorder
 from reid_ext.sampler import (DistributedIdentityBatchSampler, DistributedRandomBatchSampler,
                               SeededDataset, ShardedBatchSampler)
 
@@ -145,46 +145,14 @@ import torchreid  # noqa: E402  (a missing host fails, CI is strict)
 SMALL = dict(num_train_ids=16, num_test_ids=12, cams_per_id=3, images_per_cam=2, num_distractors=4,
              height=32, width=16)
 
-RECORDER = '''
-import os.path as osp
-import torch
-from reid_ext import dist as rdist
-from reid_ext.engines import ReidSoftmaxEngine
-from reid_ext.engines.base_engine import _unwrap
-from reid_ext.registry import register_engine
-
-
-@register_engine('recording_softmax')
-class RecordingEngine(ReidSoftmaxEngine):
-    """Softmax engine that records each step's identities and each epoch's mean loss."""
-
-    def forward_backward(self, data):
-        self.steps.append(sorted(set(data['pid'].tolist())))
-        return super().forward_backward(data)
-
-    def run(self, **kwargs):
-        self.steps = []
-        out = super().run(**kwargs)
-        torch.save(dict(steps=self.steps, curve=self.history, results=self.results,
-                        state=_unwrap(self.model).state_dict()),
-                   osp.join(kwargs['save_dir'], f'record_rank{rdist.get_rank()}.pt'))
-        return out
-'''
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope='module')
 def ddp_setup(tmp_path_factory):
     from reid_ext.datagen.synth_ped import generate
     root = tmp_path_factory.mktemp('ddp')
     generate(root / 'data' / 'synth-ped', seed=7, **SMALL)
-    (root / 'mods').mkdir()
-    (root / 'mods' / 'ddp_recorder.py').write_text(RECORDER)
+    write_recorder(root / 'mods', 'ddp_recorder', 'recording_softmax', 'reid_ext.engines',
+                   'ReidSoftmaxEngine')
     cfg = root / 'ddp.yaml'
     cfg.write_text(textwrap.dedent(f'''\
         custom_imports: ['ddp_recorder']
@@ -219,22 +187,12 @@ def _single(repo_root, root, cfg, save_dir, *opts):
 def test_two_ranks_train_in_lockstep_and_gathered_eval_equals_one_process(ddp_setup, repo_root):
     root, cfg = ddp_setup
     out = root / 'ddp_run'
-    cmd = ['bash', str(repo_root / 'tools' / 'reid_dist_train.sh'), str(cfg), '2',
-           '--save-dir', str(out), '--export-features', str(out / 'feats.npz')]
-    env = dict(_env(repo_root, root), PYTHON=sys.executable, PORT=str(_free_port()))
-    proc = subprocess.run(cmd, cwd=str(repo_root), env=env, capture_output=True, text=True,
-                          timeout=400)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    recs, proc = run_two_ranks(repo_root, cfg, root / 'mods', out, '--export-features',
+                               str(out / 'feats.npz'))
     assert 'DDP: 2 processes, global batch 16' in proc.stdout
-    recs = [torch.load(out / f'record_rank{r}.pt', weights_only=False) for r in range(2)]
-
-    # lockstep: same number of steps, identical weights on both ranks after training
-    assert len(recs[0]['steps']) == len(recs[1]['steps']) > 0
-    for k, v in recs[0]['state'].items():
-        assert torch.equal(v, recs[1]['state'][k]), k
+    # lockstep: same number of steps, identical weights on both ranks after training;
     # each step: P = 2 identities per rank, disjoint between the ranks
-    for a, b in zip(recs[0]['steps'], recs[1]['steps']):
-        assert len(a) == len(b) == 2 and not set(a) & set(b)
+    assert_lockstep(recs, ids_per_step=2)
     # rank 0 alone writes checkpoints and logs
     assert sorted(p.name for p in (out / 'checkpoints').iterdir())[-1] == 'ckpt_e0012_i0000000.pth'
 
@@ -253,8 +211,8 @@ def test_two_ranks_train_in_lockstep_and_gathered_eval_equals_one_process(ddp_se
 
     # it learned: the loss fell and mAP beats the untrained network (same seed, same init)
     for rec in recs:
-        first, last = (c['loss_x'] + c['loss_t'] for c in (rec['curve'][0], rec['curve'][-1]))
-        assert last < 0.7 * first, rec['curve']
+        first, last = (c['loss_x'] + c['loss_t'] for c in (rec['history'][0], rec['history'][-1]))
+        assert last < 0.7 * first, rec['history']
     untrained = root / 'untrained'
     _single(repo_root, root, cfg, untrained, '--test-only')
     text = open(_log(untrained)).read()
