@@ -10,17 +10,6 @@ from reid_ext import checkpoint as ckpt_io  # noqa: E402
 from reid_ext.apis import (build_datamanager, build_engine, build_model, build_optimizer,  # noqa: E402
                            build_scheduler, build_train_loader, run)
 from reid_ext.config import get_default_config  # noqa: E402
-from reid_ext.datagen.synth_ped import generate  # noqa: E402
-
-SMALL = dict(num_train_ids=8, num_test_ids=6, cams_per_id=3, images_per_cam=2, num_distractors=4,
-             height=32, width=16)
-
-
-@pytest.fixture(scope='module')
-def small_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    generate(root / 'synth-ped', seed=5, **SMALL)
-    return root
 
 
 def _cfg(root, save_dir, engine='softmax', **extra):

@@ -13,8 +13,7 @@ from reid_ext.config import get_default_config, load_config  # noqa: E402
 from reid_ext.registry import ENGINES  # noqa: E402
 from reid_ext.datagen.synth_ped import generate  # noqa: E402
 
-SMALL = dict(num_train_ids=8, num_test_ids=6, cams_per_id=3, images_per_cam=2, num_distractors=4,
-             height=32, width=16)
+from small_ped import SMALL  # tests/reid/small_ped.py
 
 
 def test_registration_is_idempotent_and_builds_every_model():
@@ -35,13 +34,6 @@ def test_registration_is_idempotent_and_builds_every_model():
 def test_registration_refuses_a_different_object():
     with pytest.raises(KeyError, match='already registered'):
         _register.register_model('bnneck_tiny', lambda **kw: None)
-
-
-@pytest.fixture(scope='module')
-def small_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    generate(root / 'synth-ped', seed=5, **SMALL)
-    return root
 
 
 @pytest.fixture(scope='module')

@@ -11,12 +11,9 @@ import torchreid  # noqa: E402  (a missing host fails, CI is strict)
 import reid_ext  # noqa: E402,F401
 from reid_ext.apis import run  # noqa: E402
 from reid_ext.config import get_default_config, load_config  # noqa: E402
-from reid_ext.datagen.synth_ped import generate  # noqa: E402
 from reid_ext.engines import as_outputs  # noqa: E402
 from reid_ext.registry import ENGINES, get_engine, register_engine  # noqa: E402
 
-SMALL = dict(num_train_ids=8, num_test_ids=6, cams_per_id=3, images_per_cam=2, num_distractors=4,
-             height=32, width=16)
 
 EXTERNAL = '''
 import numpy as np
@@ -68,13 +65,6 @@ class OutsideEngine(ReidExtEngine):
         res['num_gallery'] = int(distmat.shape[1])
         return res
 '''
-
-
-@pytest.fixture(scope='module')
-def small_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    generate(root / 'synth-ped', seed=5, **SMALL)
-    return root
 
 
 @pytest.fixture

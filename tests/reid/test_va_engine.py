@@ -16,15 +16,7 @@ from reid_ext.datagen.synth_ped import generate
 from reid_ext.datasets.side_labels import SideLabels
 from reid_ext.engines.va_reid_engine import VAReIDEngine
 
-SMALL = dict(num_train_ids=8, num_test_ids=6, cams_per_id=3, images_per_cam=2, num_distractors=4,
-             height=32, width=16)
-
-
-@pytest.fixture(scope='module')
-def small_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    generate(root / 'synth-ped', seed=5, **SMALL)
-    return root
+from small_ped import SMALL  # tests/reid/small_ped.py
 
 
 def _cfg(root, save_dir, *opts):
