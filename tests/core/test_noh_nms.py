@@ -8,6 +8,18 @@ from mm_ext.core.nms import adaptive_nms, noh_nms, thresholded_soft_nms
 from mm_ext.core.nms.testing import clustered_detections, crowd_nms_reference
 
 
+@pytest.fixture(autouse=True, params=['kernel', 'vectorised'])
+def cpu_path(request, monkeypatch):
+    """Every test runs on both CPU paths of ``noh_nms``: the compiled sequential kernel and the
+    vectorised numpy rounds (two independent implementations of the same loop)."""
+    from mm_ext.core.nms import _ckernel
+
+    monkeypatch.setenv(_ckernel.ENV_VAR, '1' if request.param == 'kernel' else '0')
+    if request.param == 'kernel':  # strict: a kernel that fails to build fails the tests
+        assert _ckernel.load() is not None, 'the NOH-NMS CPU kernel did not build (see the warning)'
+    return request.param
+
+
 def _random_boxes(n, seed, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     xy = torch.rand(n, 2, generator=g) * 200
@@ -322,3 +334,4 @@ def test_convert_detectron2_noh_renames_and_refuses_unknown_keys():
     assert dropped == ['pixel_mean'] and torch.equal(out['backbone.layer1.0.bn1.running_var'], torch.ones(3))
     with pytest.raises(ValueError, match='res6'):
         convert_detectron2_noh({'backbone.bottom_up.res6.0.conv1.weight': torch.zeros(1)})
+

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Benchmark: vectorised NOH-NMS vs greedy NMS (mmcv.ops.nms) vs the per-box reference loop.
+"""Benchmark: NOH-NMS vs greedy NMS (mmcv.ops.nms) vs the per-box reference loop.
 
-All three run on the same clustered pedestrian detections (a 1400 x 800 image,
+``noh_nms`` is timed on its default CPU path (the compiled sequential kernel, see
+``mm_ext.core.nms._ckernel``) and, in the ``vectorised`` column, on the vectorised numpy rounds
+(its fallback, ``MM_EXT_NMS_KERNEL=0``; on CUDA the rounds are the only path). All run on the same clustered pedestrian detections (a 1400 x 800 image,
 10 detections per person, half of the people in overlapping pairs; see
 ``mm_ext.core.nms.testing``) at N = 100, 300, 1000, 3000, on the CPU and, when
 present, on CUDA. Times are medians over repeats, measured in this run; greedy and noh_nms are called
@@ -14,12 +16,13 @@ gives the same ratio in the calling thread's CPU time (both ops are single-threa
 shared, busy machine disturbs much less than the wall clock.
 """
 import argparse
+import os
 import statistics
 import time
 
 import torch
 
-from mm_ext.core.nms import noh_nms
+from mm_ext.core.nms import _ckernel, noh_nms
 from mm_ext.core.nms.testing import clustered_detections, crowd_nms_reference
 
 
@@ -78,7 +81,9 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     name, greedy = _greedy_op()
     devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
-    print(f'greedy reference: {name}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads')
+    kernel = _ckernel.load()
+    print(f'greedy reference: {name}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads; '
+          f'noh_nms CPU path: {"compiled kernel" if kernel else "vectorised numpy (kernel unavailable)"}')
     ratio_1000 = None
     for dev in devices:
         sync = torch.cuda.synchronize if dev == 'cuda' else None
@@ -90,7 +95,8 @@ def main(argv=None):
 
                 name, greedy = 'torchvision.ops.nms (mmcv has no CUDA ops)', torchvision.ops.nms
         print(f'\n[{dev}] times in ms (median); greedy = {name}')
-        print(f'{"N":>6} {"kept greedy":>11} {"kept noh":>8} {"greedy":>9} {"noh_nms":>9} {"ref loop":>9} '
+        print(f'{"N":>6} {"kept greedy":>11} {"kept noh":>8} {"greedy":>9} {"noh_nms":>9} {"vectorised":>10} '
+              f'{"ref loop":>9} '
               f'{"noh/greedy":>10} {"ref/noh":>8} {"match":>5} {"cpu-time noh/greedy":>19}')
         for n in a.sizes:
             d = clustered_detections(n, seed=0, device=dev)
@@ -98,6 +104,14 @@ def main(argv=None):
             g_keep = greedy(b, s, 0.5)
             keep, _ = noh_nms(b, s, q, o)
             t_g, t_n = _time_alternating(lambda: greedy(b, s, 0.5), lambda: noh_nms(b, s, q, o), sync=sync)
+            t_v = f'{"-":>10}'
+            if dev == 'cpu' and kernel is not None:  # the vectorised rounds on the same input
+                os.environ[_ckernel.ENV_VAR] = '0'
+                try:
+                    assert torch.equal(noh_nms(b, s, q, o)[0], keep), 'kernel and vectorised path differ'
+                    t_v = f'{_time(lambda: noh_nms(b, s, q, o)):10.3f}'
+                finally:
+                    os.environ[_ckernel.ENV_VAR] = '1'
             if dev == 'cpu' and n <= a.ref_max:
                 ref_keep, _ = crowd_nms_reference(b, s, q, o)
                 t_r = _time(lambda: crowd_nms_reference(b, s, q, o), budget_s=0.5, min_reps=1, max_reps=5)
@@ -112,7 +126,7 @@ def main(argv=None):
             if dev == 'cpu':  # the same ratio in this thread's CPU time (robust to a busy machine)
                 c_n = _time(lambda: noh_nms(b, s, q, o), clock=time.thread_time)
                 cpu = f'{c_n / _time(lambda: greedy(b, s, 0.5), clock=time.thread_time):.2f}'
-            print(f'{n:>6} {len(g_keep):>11} {len(keep):>8} {t_g:9.3f} {t_n:9.3f} {ref_col} '
+            print(f'{n:>6} {len(g_keep):>11} {len(keep):>8} {t_g:9.3f} {t_n:9.3f} {t_v} {ref_col} '
                   f'{ratio:10.2f} {spd} {match:>5} {cpu:>19}')
     if ratio_1000 is None:  # 1000 not in --sizes: measure it for the summary line
         d = clustered_detections(1000, seed=0)

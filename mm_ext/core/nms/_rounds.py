@@ -30,6 +30,9 @@ a tiny namespace (:class:`_NumpyOps` / :class:`_TorchOps`). CPU float inputs run
 on numpy (its per-call overhead on these small arrays is several times lower
 than torch's); other devices run the same steps on torch tensors. ``FORCE_TORCH``
 selects torch on the CPU too; the tests check that both give the same result.
+On the CPU, :func:`~mm_ext.core.nms.noh_nms` itself runs the compiled sequential kernel
+of :mod:`._ckernel` when it builds (the vectorised rounds are then its fallback, and the
+path of the other members and of CUDA).
 """
 import math
 from functools import partial

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._rounds import EPS, check_inputs, sequential_rescore
+from . import _ckernel
+from ._rounds import EPS, _initial_alive, _NumpyOps, check_inputs, sequential_rescore, use_numpy
 
 __all__ = ['noh_nms']
 
@@ -82,8 +83,12 @@ def noh_nms(boxes: Tensor,
         first pick (``keep_first_pick``; irrelevant after a score filter above
         ``min_score``, e.g. mmdet's ``score_thr`` 0.05). Tensors that require grad
         are accepted (the op is not differentiable; it reads detached values).
-        Vectorised (see :mod:`mm_ext.core.nms._rounds`): CUDA tensors stay on the
-        device, CPU float tensors run on numpy; the outputs are on the input device.
+        CPU float32/float64 inputs (boxes and scores of one dtype) run a compiled
+        sequential kernel (:mod:`mm_ext.core.nms._ckernel`, built with the system C
+        compiler on first use; ``MM_EXT_NMS_KERNEL=0`` turns it off); otherwise, or when
+        it cannot be built, the vectorised rounds of :mod:`mm_ext.core.nms._rounds` run
+        (numpy on the CPU; CUDA tensors stay on the device). Both give the same kept
+        boxes; the outputs are on the input device.
     """
     if (noh_scores is None) != (noh_boxes is None):
         raise ValueError('noh_scores and noh_boxes must be given together (or both None '
@@ -97,6 +102,14 @@ def noh_nms(boxes: Tensor,
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device), scores.new_zeros(0)
     boxes = boxes if boxes.is_floating_point() else boxes.float()
+    noh = () if noh_scores is None else (noh_scores, noh_boxes)
+    if (_ckernel.enabled() and boxes.dtype == scores.dtype and n < 2**31 - 1
+            and use_numpy(boxes, scores, *noh)):
+        out = _noh_nms_kernel(boxes, scores, noh_scores, noh_boxes, float(iou_threshold), noh_score_thr,
+                              1.0 / (2.0 * sigma * sigma), flag_thr, min_score, max_num, legacy_iou_offset,
+                              labels, keep_first_pick)
+        if out is not None:
+            return out
     if noh_scores is None:
         gate, extras = False, None
     else:
@@ -106,6 +119,29 @@ def noh_nms(boxes: Tensor,
                               partial(_noh_edges, 1.0 / (2.0 * sigma * sigma), flag_thr), extras,
                               min_score=min_score, max_num=max_num, legacy_iou_offset=legacy_iou_offset,
                               labels=labels, keep_first_pick=keep_first_pick, edge_iou=False)
+
+
+def _noh_nms_kernel(boxes, scores, noh_scores, noh_boxes, iou_threshold, noh_score_thr, inv_two_var, flag_thr,
+                    min_score, max_num, legacy_iou_offset, labels, keep_first_pick):
+    """:func:`noh_nms` on the compiled CPU kernel (see :mod:`._ckernel`); None when it is
+    unavailable. Same candidates, gate and arithmetic as the numpy path."""
+    b = boxes.detach().numpy()
+    cur = scores.detach().numpy().copy()
+    lab = None if labels is None else labels.detach().numpy()
+    alive = _initial_alive(_NumpyOps, cur, b, min_score, lab, keep_first_pick)
+    gate = ob = None
+    if noh_scores is not None:
+        ob = noh_boxes.detach().numpy()
+        gate = _noh_gate(noh_score_thr, _NumpyOps, dict(noh_scores=noh_scores.detach().numpy(), noh_boxes=ob))
+        if not gate.any():  # no NOH anywhere: plain greedy NMS (as the vectorised path)
+            gate = ob = None
+    keep = _ckernel.noh_nms_numpy(b, cur, alive, lab, gate, ob, iou_threshold, inv_two_var, flag_thr, min_score,
+                                  legacy_iou_offset)
+    if keep is None:
+        return None
+    if max_num is not None and max_num > 0:
+        keep = keep[:max_num]
+    return torch.from_numpy(keep), torch.from_numpy(cur.take(keep))
 
 
 def _noh_gate(noh_score_thr, ops, extras):
