@@ -82,3 +82,34 @@ def test_kernel_build_is_cached_and_atomic(monkeypatch, tmp_path):
     assert len(built) == 1 and built[0].suffix == '.so'  # no temporary file left
     ck = _fresh_kernel_state(monkeypatch, tmp_path, CC='false')  # cached: no compiler needed
     assert ck.load() is not None and list((tmp_path / 'kernels').iterdir()) == built
+
+
+@pytest.mark.parametrize('fine_bands', [False, True])
+@pytest.mark.parametrize('thr', [0.0, 0.3, 0.5, 0.8])
+def test_kernel_pair_sweep_equals_dense_iou(thr, fine_bands):
+    """The kernel's banded sweep finds exactly the pairs of the dense IoU matrix (one band below
+    2,500 boxes, two from there: both on crowds, uniform boxes, boxes of equal x1 in many bands,
+    duplicates, an empty box and three classes)."""
+    from mm_ext.core.nms import _ckernel
+    from mm_ext.core.nms._rounds import pairwise_iou
+
+    g = torch.Generator().manual_seed(int(thr * 10))
+    for seed in range(2):
+        n = 2600 if fine_bands else 300
+        d = clustered_detections(n, seed=seed, dtype=(torch.float32, torch.float64)[seed])
+        xy, wh = torch.rand(50, 2, generator=g) * 200, torch.rand(50, 2, generator=g) * 60
+        y = torch.arange(0, 800, 10.0)[:, None]  # a column of equal x1 across bands: ties between bands
+        column = torch.cat([torch.full_like(y, 500.0), y, torch.full_like(y, 540.0), y + 100], 1)
+        boxes = torch.cat([d['boxes'], torch.cat([xy, xy + wh], 1), column, column[:5]]).to(d['boxes'].dtype)
+        boxes[7, 2] = boxes[7, 0]  # a zero-width box overlaps nothing
+        labels = torch.randint(0, 3, (len(boxes),), generator=g)
+        iou = pairwise_iou(boxes, boxes, legacy_offset=seed == 1)
+        for lab in (None, labels):
+            dense = iou > thr
+            if lab is not None:
+                dense &= lab[:, None] == lab[None, :]
+            want = {tuple(p) for p in torch.triu(dense, diagonal=1).nonzero().tolist()}
+            uv = _ckernel.overlap_pairs_numpy(boxes.numpy(), thr, legacy_offset=seed == 1,
+                                              labels=None if lab is None else lab.numpy())
+            got = list(zip(*uv.tolist()))
+            assert len(got) == len(set(got)) and set(got) == want, (thr, seed, lab is None)

@@ -27,12 +27,12 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ['load', 'enabled', 'noh_nms_numpy', 'ENV_VAR']
+__all__ = ['load', 'enabled', 'noh_nms_numpy', 'overlap_pairs_numpy', 'ENV_VAR']
 
 ENV_VAR = 'MM_EXT_NMS_KERNEL'
 _SRC_DIR = Path(__file__).resolve().parent / '_kernel'
 _SOURCES = ('noh_nms_kernel.c', 'noh_nms_body.h')
-_VERSION = 2  # noh_nms_kernel_version() of a matching build
+_VERSION = 3  # noh_nms_kernel_version() of a matching build
 # -ffp-contract=off: no fused multiply-adds, so the arithmetic rounds as the numpy path's does
 _CFLAGS = ['-O2', '-std=c11', '-fPIC', '-shared', '-ffp-contract=off', '-fno-fast-math']
 
@@ -94,6 +94,9 @@ def load():
             for fn in (lib.noh_nms_f32, lib.noh_nms_f64):
                 fn.restype = i64
                 fn.argtypes = [i64, p, p, p, p, p, p, f64, f64, f64, f64, ctypes.c_int, p]
+            for fn in (lib.overlap_pairs_f32, lib.overlap_pairs_f64):
+                fn.restype = i64
+                fn.argtypes = [i64, p, p, f64, ctypes.c_int, p, i64]
             _lib = lib
         except Exception as e:  # no compiler, read-only cache, ...: the numpy path runs instead
             warnings.warn(f'mm_ext NOH-NMS: the compiled CPU kernel is unavailable ({e}); using the '
@@ -141,3 +144,26 @@ def noh_nms_numpy(boxes: np.ndarray, cur: np.ndarray, alive: Optional[np.ndarray
     if k < 0:
         raise MemoryError(f'NOH-NMS kernel: out of memory for {n} boxes')
     return keep[:k]
+
+
+def overlap_pairs_numpy(boxes: np.ndarray, iou_threshold: float, legacy_offset: bool = False,
+                        labels: Optional[np.ndarray] = None):
+    """The kernel's pair sweep alone (for tests): (2, P) int64 pairs (u < v) of boxes of one label
+    with IoU > ``iou_threshold``, in no particular order; None when the kernel is unavailable."""
+    lib = load()
+    if lib is None:
+        return None
+    boxes = np.ascontiguousarray(boxes)
+    fn = lib.overlap_pairs_f32 if boxes.dtype == np.float32 else lib.overlap_pairs_f64
+    if labels is not None:
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+    out = np.empty((0, 2), dtype=np.int64)
+    for _ in range(2):  # the second call with the exact size
+        k = fn(boxes.shape[0], _ptr(boxes), _ptr(labels), float(iou_threshold), int(bool(legacy_offset)),
+               _ptr(out), out.shape[0])
+        if k < 0:
+            raise MemoryError(f'NOH-NMS kernel: out of memory for {boxes.shape[0]} boxes')
+        if k <= out.shape[0]:
+            return out[:k].T
+        out = np.empty((k, 2), dtype=np.int64)
+    raise RuntimeError('overlap_pairs: the pair count changed between two calls')

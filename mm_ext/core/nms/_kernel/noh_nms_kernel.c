@@ -7,11 +7,11 @@
 #include <string.h>
 
 /* ABI version: bump when a signature changes (the loader checks it) */
-int64_t noh_nms_kernel_version(void) { return 2; }
+int64_t noh_nms_kernel_version(void) { return 3; }
 
 /* --- per-thread work buffers, kept between calls (no allocation or page faults per call);
  * a buffer above RETAIN_MAX bytes is released at the end of the call that needed it. */
-enum { WS_KEYS, WS_KEYS2, WS_IDX, WS_IDX2, WS_REAL, WS_BYTES, WS_PAIRS, WS_ADJ, WS_INT, WS_HEAP, WS_N };
+enum { WS_KEYS, WS_KEYS2, WS_IDX, WS_IDX2, WS_SWEEP, WS_REAL, WS_BYTES, WS_PAIRS, WS_ADJ, WS_INT, WS_HEAP, WS_N };
 #define RETAIN_MAX ((size_t)32 << 20)
 static _Thread_local struct {
     void *p;
@@ -90,6 +90,19 @@ static void radix_sort(uint64_t **key, int32_t **val, uint64_t **key2, int32_t *
     *val = v;
     *key2 = k2;
     *val2 = v2;
+}
+
+/* horizontal bands per maximal vertical reach in the pair sweep: 1 below FINE_BANDS_FROM
+ * candidates, 2 from there on (as the vectorised sweep of _rounds.py) */
+#define FINE_BANDS_FROM 2500
+
+static int64_t lower_bound_i64(const int64_t *a, int64_t lo, int64_t hi, int64_t v) {
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 #define REAL float
