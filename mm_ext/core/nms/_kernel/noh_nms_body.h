@@ -205,6 +205,20 @@ int64_t FN(overlap_pairs)(int64_t n, const REAL *b, const int64_t *labels, doubl
     return np;
 }
 
+/* q[0..3] = (x1, y1, ln w, ln h) of box x, w and h floored at EPS; returns w, h in wh */
+static inline void FN(enc_terms)(const REAL *x, REAL *q, REAL *wh) {
+    const REAL eps = (REAL)1e-6;
+    REAL w = x[2] - x[0], h = x[3] - x[1];
+    w = w > eps ? w : eps;
+    h = h > eps ? h : eps;
+    q[0] = x[0];
+    q[1] = x[1];
+    q[2] = LOG_(w);
+    q[3] = LOG_(h);
+    wh[0] = w;
+    wh[1] = h;
+}
+
 /* Returns the number of kept boxes (written to keep[] in pick order; cur[] then holds the
  * final scores), -1 when memory runs out.
  *
@@ -258,28 +272,14 @@ int64_t FN(noh_nms)(int64_t n, const REAL *b, REAL *cur, const uint8_t *alive0, 
     /* per-box NOH terms: candidate (x1, y1, ln w, ln h), hallucinated box (same terms) and the
      * picked box's scale (1 / w, 1 / h); widths and heights floored at EPS */
     if (gate) {
-        const REAL eps = (REAL)1e-6;
         for (int64_t i = 0; i < n; i++) {
             if (!alive[i]) continue;
-            const REAL *bi = b + 4 * i, *oi = ob + 4 * i;
-            REAL *q = terms + 10 * i;
-            REAL w = bi[2] - bi[0], h = bi[3] - bi[1];
-            w = w > eps ? w : eps;
-            h = h > eps ? h : eps;
-            q[0] = bi[0];
-            q[1] = bi[1];
-            q[2] = LOG_(w);
-            q[3] = LOG_(h);
+            REAL *q = terms + 10 * i, wh[2], owh[2];
+            FN(enc_terms)(b + 4 * i, q, wh);
             if (gate[i]) {
-                REAL ow = oi[2] - oi[0], oh = oi[3] - oi[1];
-                ow = ow > eps ? ow : eps;
-                oh = oh > eps ? oh : eps;
-                q[4] = oi[0];
-                q[5] = oi[1];
-                q[6] = LOG_(ow);
-                q[7] = LOG_(oh);
-                q[8] = (REAL)1 / w;
-                q[9] = (REAL)1 / h;
+                FN(enc_terms)(ob + 4 * i, q + 4, owh);
+                q[8] = (REAL)1 / wh[0];
+                q[9] = (REAL)1 / wh[1];
             }
         }
     }
