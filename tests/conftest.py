@@ -75,3 +75,24 @@ def dataset():
         return make_dataset(name, root=root, seed=seed, **opts)
 
     return _get
+
+
+@pytest.fixture
+def spawn_gloo(tmp_path):
+    """``spawn_gloo(worker, world=2)`` runs ``worker(rank, world, init_file, out_dir)`` in ``world``
+    spawned processes (``init_file`` for ``init_method='file://...'``, ``out_dir`` = ``tmp_path``) and
+    asserts that every rank wrote ``out_dir/ok<rank>``, which a worker does after all its checks.
+
+    gloo can abort a worker at interpreter exit ("terminate called without an active exception")
+    after its checks passed, so a non-zero exit counts only when an ok file is missing."""
+    import torch.multiprocessing as mp
+
+    def run(worker, world=2):
+        try:
+            mp.spawn(worker, args=(world, str(tmp_path / 'init'), str(tmp_path)), nprocs=world, join=True)
+        except mp.ProcessExitedException:
+            if not all((tmp_path / f'ok{r}').exists() for r in range(world)):
+                raise
+        assert all((tmp_path / f'ok{r}').exists() for r in range(world))
+
+    return run

@@ -32,6 +32,15 @@ def init_cpu_distributed(launcher: str) -> bool:
     return True
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for ``MASTER_PORT`` / ``PORT`` of local
+    multi-process runs: tests, benchmarks)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def add_common_args(parser) -> None:
     """The options ``tools/train.py`` and ``tools/test.py`` share."""
     from mmengine.config import DictAction

@@ -2,7 +2,6 @@
 import os
 
 import torch
-import torch.multiprocessing as mp
 import torch.nn as nn
 
 B = 3  # per rank
@@ -86,17 +85,8 @@ def _worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
-def test_shuffle_bn_and_sync_bn_two_gloo_ranks(tmp_path):
-    world = 2
-    try:
-        mp.spawn(_worker, args=(world, str(tmp_path / 'init'), str(tmp_path)), nprocs=world,
-                 join=True)
-    except mp.ProcessExitedException:
-        # gloo may abort a worker at interpreter exit after its checks passed; the ok files are
-        # written only after every assertion, so they decide.
-        if not all((tmp_path / f'ok{r}').exists() for r in range(world)):
-            raise
-    assert all((tmp_path / f'ok{r}').exists() for r in range(world))
+def test_shuffle_bn_and_sync_bn_two_gloo_ranks(spawn_gloo):
+    spawn_gloo(_worker)
 
 
 def test_single_process_is_plain_batch_norm():

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 pytest.importorskip('mmaction')
 
@@ -52,18 +51,8 @@ def _worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
-def test_ddp_queue_holds_gathered_keys(tmp_path):
-    world = 2
-    try:
-        mp.spawn(_worker, args=(world, str(tmp_path / 'init'), str(tmp_path)), nprocs=world,
-                 join=True)
-    except mp.ProcessExitedException:
-        # gloo can abort a worker at interpreter exit ("terminate called without an active
-        # exception") after its checks passed; the ok files are written only after every
-        # assertion above, so they decide.
-        if not all((tmp_path / f'ok{r}').exists() for r in range(world)):
-            raise
-    assert all((tmp_path / f'ok{r}').exists() for r in range(world))
+def test_ddp_queue_holds_gathered_keys(spawn_gloo):
+    spawn_gloo(_worker)
 
 
 def _worker_accumulate_shuffle_sync(rank, world, init_file, out_dir):
@@ -133,12 +122,5 @@ def _worker_accumulate_shuffle_sync(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
-def test_ddp_accumulation_shuffle_bn_and_sync_bn(tmp_path):
-    world = 2
-    try:
-        mp.spawn(_worker_accumulate_shuffle_sync, args=(world, str(tmp_path / 'init'),
-                                                        str(tmp_path)), nprocs=world, join=True)
-    except mp.ProcessExitedException:
-        if not all((tmp_path / f'ok{r}').exists() for r in range(world)):
-            raise
-    assert all((tmp_path / f'ok{r}').exists() for r in range(world))
+def test_ddp_accumulation_shuffle_bn_and_sync_bn(spawn_gloo):
+    spawn_gloo(_worker_accumulate_shuffle_sync)

@@ -2,7 +2,6 @@
 one-process vs rank mode, kill-and-resume."""
 import copy
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 
 import mm_ext.mmpretrain  # noqa: F401  registers the adapters
 from mm_ext.core.grafting import reference_drivers, structural_drivers
+from mm_ext.engine.launch import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = REPO / 'configs/mmpretrain/grafting/grafting_resnet20-w8-2net_1xb64-15e_clutter-shapes.py'
@@ -207,16 +207,10 @@ def test_kill_and_resume_gives_the_same_weights(dataset, tmp_path):
     assert [r['epoch'] for r in hooks[0].history] == [1, 1, 2, 2, 3, 3]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _rank_mode(cfg, tmp_path, n):
     cfg_path = tmp_path / 'rank_cfg.py'
     cfg.dump(str(cfg_path))
-    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(_free_port()), PYTHON=sys.executable)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()), PYTHON=sys.executable)
     out = subprocess.run(['bash', str(REPO / 'tools/dist_train.sh'), str(cfg_path), str(n)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -1,11 +1,12 @@
 """Shared pieces of the 2-rank gloo re-ID tests (base engine, CACE-Net, PISNet): a recording engine
 subclass, the launch through ``tools/reid_dist_train.sh`` and the per-rank records it writes."""
 import os
-import socket
 import subprocess
 import sys
 
 import torch
+
+from mm_ext.engine.launch import free_port
 
 _RECORDER = '''
 import os.path as osp
@@ -40,12 +41,6 @@ def write_recorder(mods_dir, module, engine, base_module, base_cls):
     os.makedirs(mods_dir, exist_ok=True)
     with open(os.path.join(mods_dir, f'{module}.py'), 'w') as f:
         f.write(_RECORDER.format(base_module=base_module, base_cls=base_cls, engine=engine))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def run_two_ranks(repo_root, cfg, mods_dir, save_dir, *opts, timeout=400):

@@ -19,7 +19,6 @@ The last line is ``grafting overhead per epoch: <x>``.
 """
 import argparse
 import os
-import socket
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import torch.multiprocessing as mp
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from mm_ext.engine.launch import free_port  # noqa: E402
 CFG = REPO / 'configs/mmpretrain/grafting/grafting_resnet20-w8-2net_1xb64-15e_clutter-shapes.py'
 
 
@@ -64,9 +64,7 @@ def _ring_worker(rank, port, reps, out):
 
 
 def ring_bench(reps):
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = mp.get_context('spawn')
     q = ctx.Queue()
     procs = [ctx.Process(target=_ring_worker, args=(r, port, reps, q)) for r in range(2)]
