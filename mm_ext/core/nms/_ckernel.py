@@ -1,110 +1,53 @@
 """The compiled CPU kernel of NOH-NMS (``_kernel/noh_nms_kernel.c``), built on first use.
 
 The kernel is the one-pick-at-a-time loop of the spec (no rounds): the overlapping pairs
-come from a sweep over x1, the next pick from a max-heap, so a call costs about
-O((N + P) log N) with no per-step Python or numpy overhead. It is plain C99 + libm
-(no Python or torch headers), compiled with the system C compiler in well under a
-second the first time it is needed, and cached under ``$MM_EXT_CACHE/kernels``
-(default ``~/.cache/mm-ext/kernels``; the file name carries a hash of the source, so an
-edited kernel is rebuilt). It is loaded with :mod:`ctypes` and called on numpy arrays.
+come from a banded sweep over (label, band, x1), the next pick from the initial score order
+and a max-heap of rescored boxes, so a call costs about O(N log N + P log P) with no per-step
+Python or numpy overhead. Plain C11 + libm, built with the system C compiler on first use
+and cached by :mod:`mm_ext.core._cbuild`; loaded with :mod:`ctypes`, called on numpy arrays.
 
-If no compiler is found or the build fails, :func:`load` warns once and returns None:
-the op then runs its vectorised numpy path (same results). ``MM_EXT_NMS_KERNEL=0`` turns
-the kernel off (``=1``, the default, uses it when it can be built).
+If it cannot be built, :func:`load` warns once and returns None: the op then runs its
+vectorised numpy path (same kept boxes). ``MM_EXT_NMS_KERNEL=0`` turns the kernel off.
 """
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from .._cbuild import kernel_enabled, load_library
+
 __all__ = ['load', 'enabled', 'noh_nms_numpy', 'overlap_pairs_numpy', 'ENV_VAR']
 
 ENV_VAR = 'MM_EXT_NMS_KERNEL'
 _SRC_DIR = Path(__file__).resolve().parent / '_kernel'
-_SOURCES = ('noh_nms_kernel.c', 'noh_nms_body.h')
 _VERSION = 3  # noh_nms_kernel_version() of a matching build
 # -ffp-contract=off: no fused multiply-adds, so the arithmetic rounds as the numpy path's does
 _CFLAGS = ['-O2', '-std=c11', '-fPIC', '-shared', '-ffp-contract=off', '-fno-fast-math']
 
-_lock = threading.Lock()
-_lib = None
-_tried = False
-
 
 def enabled() -> bool:
     """Whether the environment allows the kernel (``MM_EXT_NMS_KERNEL`` not ``0``)."""
-    return os.environ.get(ENV_VAR, '1').strip().lower() not in ('0', 'false', 'no', 'off')
+    return kernel_enabled(ENV_VAR)
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get('MM_EXT_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'mm-ext')
-    return Path(root) / 'kernels'
-
-
-def _build(target: Path) -> None:
-    """Compile the kernel to ``target`` (written to a temporary name, then renamed)."""
-    cc = os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc') or shutil.which('clang')
-    if not cc:
-        raise RuntimeError('no C compiler found (set CC, or install gcc)')
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.stem + '.', suffix='.tmp', dir=target.parent)
-    os.close(fd)
-    try:
-        cmd = [cc, *_CFLAGS, '-o', tmp, str(_SRC_DIR / _SOURCES[0]), '-lm']
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError(f'{" ".join(cmd)} failed:\n{res.stderr[-2000:]}')
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _setup(lib) -> None:
+    lib.noh_nms_kernel_version.restype = ctypes.c_int64
+    if lib.noh_nms_kernel_version() != _VERSION:
+        raise RuntimeError('the cached build is a different kernel version; delete it')
+    p, i64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+    for fn in (lib.noh_nms_f32, lib.noh_nms_f64):
+        fn.restype = i64
+        fn.argtypes = [i64, p, p, p, p, p, p, f64, f64, f64, f64, ctypes.c_int, p]
+    for fn in (lib.overlap_pairs_f32, lib.overlap_pairs_f64):
+        fn.restype = i64
+        fn.argtypes = [i64, p, p, f64, ctypes.c_int, p, i64]
 
 
 def load():
     """The loaded kernel library, building it if needed; None when off or unavailable."""
-    global _lib, _tried
-    if not enabled():
-        return None
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        try:
-            digest = hashlib.sha1(b''.join((_SRC_DIR / s).read_bytes() for s in _SOURCES)
-                                  + ' '.join(_CFLAGS).encode()).hexdigest()[:16]
-            target = _cache_dir() / f'noh_nms-{digest}-{sys.platform}-{platform.machine()}.so'
-            if not target.exists():
-                _build(target)
-            lib = ctypes.CDLL(str(target))
-            lib.noh_nms_kernel_version.restype = ctypes.c_int64
-            if lib.noh_nms_kernel_version() != _VERSION:
-                raise RuntimeError(f'{target} is a different kernel version; delete it')
-            p, i64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-            for fn in (lib.noh_nms_f32, lib.noh_nms_f64):
-                fn.restype = i64
-                fn.argtypes = [i64, p, p, p, p, p, p, f64, f64, f64, f64, ctypes.c_int, p]
-            for fn in (lib.overlap_pairs_f32, lib.overlap_pairs_f64):
-                fn.restype = i64
-                fn.argtypes = [i64, p, p, f64, ctypes.c_int, p, i64]
-            _lib = lib
-        except Exception as e:  # no compiler, read-only cache, ...: the numpy path runs instead
-            warnings.warn(f'mm_ext NOH-NMS: the compiled CPU kernel is unavailable ({e}); using the '
-                          f'vectorised numpy path (same results, slower). Set {ENV_VAR}=0 to silence this.',
-                          RuntimeWarning, stacklevel=3)
-            _lib = None
-        _tried = True
-    return _lib
+    return load_library('noh_nms', _SRC_DIR / 'noh_nms_kernel.c', _CFLAGS, ENV_VAR, _setup,
+                        headers=[_SRC_DIR / 'noh_nms_body.h'])
 
 
 def _ptr(a: Optional[np.ndarray]):
