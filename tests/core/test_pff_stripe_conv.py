@@ -210,3 +210,59 @@ def test_every_form_trains_like_the_masked_conv(form):
     torch.testing.assert_close(x1.grad, x2.grad)
     torch.testing.assert_close(pc.bias.grad, b2.grad)
     torch.testing.assert_close(pc.stripe_weight.grad, StripeConv2d._gather_stripes(w2.grad, mask))
+
+
+def _fused_case(k, s, h, w, b, seed, c=6, n=11, keep=0.4):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g)
+    weight = torch.randn(n, c, k, k, generator=g)
+    mask = torch.rand(n, k, k, generator=g) < keep
+    mask[2] = False  # a dead filter: outputs its bias
+    return x, weight, mask, torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize('k,s,p', [(3, 1, 1), (3, 2, 1), (5, 1, 2), (5, 2, 2), (1, 1, 0), (1, 2, 0), (5, 1, 1)])
+@pytest.mark.parametrize('hw', [(9, 6), (17, 19), (4, 3)])
+@pytest.mark.parametrize('b', [1, 9])  # 9: images-in-lanes layout with a partial group of 8 (narrow maps)
+def test_fused_kernel_equals_masked_conv(k, s, p, hw, b):
+    """The compiled 'fused' kernel (float32 CPU inference) against the masked dense conv, every layout."""
+    x, weight, mask, bias = _fused_case(k, s, *hw, b, seed=k * 100 + s * 10 + hw[0] + b)
+    ref = masked_conv2d(x, weight, mask, bias, s, p)
+    pc = PrunedConv2d.from_dense(weight, mask, bias, s, p, form='fused')
+    with torch.no_grad():
+        assert pc.fused_runs_kernel(x), 'the stripe-conv kernel could not be built (see the RuntimeWarning)'
+        for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+            y = pc(xin)
+            assert y.dtype == torch.float32 and y.shape == ref.shape
+            assert y.is_contiguous(memory_format=torch.channels_last) == (xin.stride(1) == 1 and x.shape[1] > 1)
+            torch.testing.assert_close(y, ref)
+        sliced = torch.cat([x, x], 3)[..., 1:1 + hw[1]]  # non-contiguous strides
+        torch.testing.assert_close(pc(sliced), masked_conv2d(sliced, weight, mask, bias, s, p))
+
+
+def test_fused_kernel_without_bias_all_dead_threads_and_weight_updates():
+    x, weight, mask, _ = _fused_case(3, 1, 10, 12, 3, seed=7, c=20, n=13)
+    pc = PrunedConv2d.from_dense(weight, mask, None, 1, 1, form='fused')
+    with torch.no_grad():
+        torch.testing.assert_close(pc(x), masked_conv2d(x, weight, mask, None, 1, 1))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            torch.testing.assert_close(pc(x), masked_conv2d(x, weight, mask, None, 1, 1))
+        finally:
+            torch.set_num_threads(threads)
+        pc.stripe_weight.mul_(2)  # in-place update: the kernel's weight tables are rebuilt
+        torch.testing.assert_close(pc(x), masked_conv2d(x, 2 * weight, mask, None, 1, 1))
+    dead = PrunedConv2d.from_dense(weight, torch.zeros_like(mask), torch.arange(13.), 1, 1, form='fused')
+    with torch.no_grad():
+        torch.testing.assert_close(dead(x), torch.arange(13.).view(1, -1, 1, 1).expand(3, 13, 10, 12))
+
+
+def test_fused_form_falls_back_where_the_kernel_does_not_apply():
+    """Autograd or another dtype: 'fused' runs the 'nchw' stripe form (differentiable, any dtype)."""
+    x, weight, mask, bias = _fused_case(3, 1, 8, 8, 2, seed=8)
+    pc = PrunedConv2d.from_dense(weight, mask, bias, 1, 1, form='fused')
+    assert not pc.fused_runs_kernel(x)  # grad enabled and trainable weights
+    assert not pc.fused_runs_kernel(x.double())
+    pc(x).sum().backward()
+    assert pc.stripe_weight.grad is not None

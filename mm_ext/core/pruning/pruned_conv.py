@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _ckernel
 from .stripe_conv import StripeConv2d, _memory_format, compute_dtype
 
 __all__ = ['PrunedConv2d', 'choose_forms']
@@ -25,7 +26,12 @@ class PrunedConv2d(StripeConv2d):
     - ``'full'``: the same cropped dense conv over *every* filter (dead ones have zero weights
       and output their bias): no scatter of the live filters into the output, which costs more
       than the dead filters' FLOPs when few filters died (e.g. residual-coupled convs);
-    - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`.
+    - ``'flat'`` / ``'gather'`` / ``'nchw'``: the stripe-wise forms of :class:`StripeConv2d`;
+    - ``'fused'``: the compiled CPU kernel of :mod:`._ckernel`: one pass per layer that multiplies
+      only the live stripes, grouped by kernel position (up to 4 filters share each loaded input
+      vector) and accumulated in registers, with padding, stride and memory layouts handled
+      inside: no shifted copies, partial-sum maps or scatter. It runs for float32 CPU inference;
+      otherwise (autograd, other dtypes or devices, no C compiler) it runs ``'nchw'`` (same values).
 
     Every form returns its output in the input's memory format (``torch.channels_last`` in,
     channels-last out; the dense forms then run oneDNN's channels-last convs, and pooling
@@ -42,7 +48,7 @@ class PrunedConv2d(StripeConv2d):
         form (str): one of ``FORMS``. Defaults to ``'dense'``.
     """
 
-    FORMS = ('dense', 'flat', 'gather', 'nchw', 'full')  # append only: form_index is stored
+    FORMS = ('dense', 'flat', 'gather', 'nchw', 'full', 'fused')  # append only: form_index is stored
 
     def __init__(self, *args, form: str = 'dense', **kwargs):
         super().__init__(*args, **kwargs)
@@ -50,6 +56,7 @@ class PrunedConv2d(StripeConv2d):
         self.register_buffer('form_index', torch.tensor(self.FORMS.index(self._check_form(form))))
         self._form = form
         self._dense_cache: Optional[dict] = None
+        self._fused_cache: Optional[tuple] = None
 
     @classmethod
     def _check_form(cls, form: str) -> str:
@@ -148,12 +155,37 @@ class PrunedConv2d(StripeConv2d):
             out.copy_(bias.view(1, -1, 1, 1).expand(shape))
         return out.index_copy_(1, idx, y)
 
+    # ------------------------------------------------------------ fused form
+    def fused_runs_kernel(self, x: torch.Tensor) -> bool:
+        """Whether ``'fused'`` runs the compiled kernel on x (else it runs ``'nchw'``): float32 CPU
+        inference (no autograd through the layer) with the kernel available."""
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.stripe_weight.requires_grad or
+                                            (self.bias is not None and self.bias.requires_grad))
+        return (x.device.type == 'cpu' and compute_dtype(x) == torch.float32 and not grad
+                and self.stripe_weight.device.type == 'cpu' and _ckernel.load() is not None)
+
+    def _fused_tables(self):
+        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr())
+        if self._fused_cache is None or self._fused_cache[0] != key:
+            self._fused_cache = (key, _ckernel.fused_tables(self.dense_weight(), self.stripe_mask))
+        return self._fused_cache[1]
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_runs_kernel(x):
+            y = _ckernel.fused_conv(x.to(torch.float32), self._fused_tables(), self.bias, self.out_channels,
+                                    self.kernel_size, self.stride, self.padding)
+            if y is not None:
+                return y
+        return self._stripe_forward(x, 'nchw').contiguous(memory_format=_memory_format(x))
+
     def run_form(self, form: str, x: torch.Tensor) -> torch.Tensor:
         """Output of ``form`` on x (B, C, H, W), whatever the stored form."""
         dt = compute_dtype(x)
         x = x.to(dt)
         if form in ('dense', 'full'):
             return self._forward_dense(x, every_filter=form == 'full')
+        if form == 'fused':
+            return self._forward_fused(x)
         return self._stripe_forward(x, self._check_form(form)).contiguous(memory_format=_memory_format(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,7 +239,8 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
             continue
         # one CPU thread: the thread's CPU time (robust to other processes on a shared machine)
         clock = time.thread_time if not x.is_cuda and torch.get_num_threads() == 1 else time.perf_counter
-        times = {f: [] for f in PrunedConv2d.FORMS}
+        # 'fused' is timed only where it runs its kernel (elsewhere it is the 'nchw' form)
+        times = {f: [] for f in PrunedConv2d.FORMS if f != 'fused' or m.fused_runs_kernel(x)}
         for f in times:
             m.run_form(f, x)  # warm-up (plans, caches, allocator)
         for _ in range(repeats):  # round-robin: a load spike hits every form alike
@@ -219,6 +252,6 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
                 if x.is_cuda:
                     torch.cuda.synchronize(x.device)
                 times[f].append(clock() - t0)
-        best = {f: min(t) * (1.0 if f in ('dense', 'full') else 1.0 + stripe_margin) for f, t in times.items()}
+        best = {f: min(t) * (1.0 if f in ('dense', 'full', 'fused') else 1.0 + stripe_margin) for f, t in times.items()}
         m.form = chosen[name] = min(best, key=best.get)
     return chosen

@@ -1,0 +1,181 @@
+"""The compiled CPU kernel of :class:`PrunedConv2d`'s ``'fused'`` form (``_kernel/stripe_conv_kernel.c``).
+
+One call computes a whole stripe-pruned conv: only live stripes are multiplied, every
+product is accumulated in registers (no shifted copies, partial-sum maps or scatter), the
+zero padding, the polyphase split of a strided conv and the input/output memory layouts
+are handled inside (strides are passed). Plain C with GCC/Clang vector extensions (no
+Python or torch headers), compiled with the system C compiler the first time it is needed
+(well under a second), cached under ``$MM_EXT_CACHE/kernels`` (default
+``~/.cache/mm-ext/kernels``; the file name carries a hash of the source, the flags and the
+CPU's feature flags, since it is built with ``-march=native``), loaded with :mod:`ctypes`.
+
+If no compiler is found or the build fails, :func:`load` warns once and returns None; the
+``'fused'`` form then runs the ``'nchw'`` stripe form (same values). ``MM_EXT_PFF_KERNEL=0``
+turns the kernel off.
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = ['load', 'enabled', 'fused_tables', 'fused_conv', 'ENV_VAR']
+
+ENV_VAR = 'MM_EXT_PFF_KERNEL'
+_SRC = Path(__file__).resolve().parent / '_kernel' / 'stripe_conv_kernel.c'
+_VERSION = 1  # pff_stripe_kernel_version() of a matching build
+_BASE_FLAGS = ['-O3', '-std=gnu11', '-fPIC', '-shared', '-march=native']
+GROUP = 4  # filters per microkernel group (the C kernel has 1-, 2-, 3- and 4-filter microkernels)
+
+_lock = threading.Lock()
+_lib = None
+_tried = False
+
+
+def enabled() -> bool:
+    """Whether the environment allows the kernel (``MM_EXT_PFF_KERNEL`` not ``0``)."""
+    return os.environ.get(ENV_VAR, '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get('MM_EXT_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'mm-ext')
+    return Path(root) / 'kernels'
+
+
+def _cpu_tag() -> str:
+    """A hash of the CPU's feature flags: a ``-march=native`` build only runs where it was built."""
+    flags = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith(('flags', 'Features')):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
+
+
+def _build(target: Path) -> None:
+    """Compile the kernel to ``target`` (with OpenMP when the compiler has it; written then renamed)."""
+    cc = os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc') or shutil.which('clang')
+    if not cc:
+        raise RuntimeError('no C compiler found (set CC, or install gcc)')
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.stem + '.', suffix='.tmp', dir=target.parent)
+    os.close(fd)
+    try:
+        errors = []
+        for extra in (['-fopenmp'], []):
+            cmd = [cc, *_BASE_FLAGS, *extra, '-o', tmp, str(_SRC)]
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if res.returncode == 0:
+                os.replace(tmp, target)
+                return
+            errors.append(f'{" ".join(cmd)} failed:\n{res.stderr[-1500:]}')
+        raise RuntimeError('\n'.join(errors))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load():
+    """The loaded kernel library, building it if needed; None when off or unavailable."""
+    global _lib, _tried
+    if not enabled():
+        return None
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        try:
+            digest = hashlib.sha1(_SRC.read_bytes() + ' '.join(_BASE_FLAGS).encode()).hexdigest()[:16]
+            target = _cache_dir() / f'pff_stripe-{digest}-{_cpu_tag()}-{sys.platform}-{platform.machine()}.so'
+            if not target.exists():
+                _build(target)
+            lib = ctypes.CDLL(str(target))
+            lib.pff_stripe_kernel_version.restype = ctypes.c_int64
+            if lib.pff_stripe_kernel_version() != _VERSION:
+                raise RuntimeError(f'{target} is a different kernel version; delete it')
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            fn = lib.pff_stripe_conv_f32
+            fn.restype = ctypes.c_int
+            fn.argtypes = [p] + [i64] * 8 + [i64] * 3 + [i64, i64] + [p] * 6 + [p] + [i64] * 6 + [i64] * 3
+            _lib = lib
+        except Exception as e:  # no compiler, read-only cache, ...: the 'nchw' form runs instead
+            warnings.warn(f"mm_ext PFF: the compiled stripe-conv kernel is unavailable ({e}); the 'fused' form "
+                          f"runs the 'nchw' stripe form instead (same values, slower). Set {ENV_VAR}=0 to silence "
+                          'this.', RuntimeWarning, stacklevel=3)
+            _lib = None
+        _tried = True
+    return _lib
+
+
+@torch.no_grad()
+def fused_tables(dense_weight: torch.Tensor, stripe_mask: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """The kernel's weight tables for a conv with weight (N, C, K, K) (dead stripes zero) and mask (N, K, K).
+
+    Live stripes are grouped by kernel position, up to :data:`GROUP` filters a group (filters in
+    index order), so that one input vector feeds every filter of a group.
+
+    Returns:
+        tuple: ``gsize`` (G,) filters per group, ``gpos`` (G,) kernel position i·K + j, ``gfil``
+        (G, 4) filter indices (unused slots 0), ``gw`` (G,) offset of the group's weights in ``wt``,
+        ``wt`` (float32, C × F per group, channel-major) — int64 tables, all on the CPU.
+    """
+    n, c, k, _ = dense_weight.shape
+    w = dense_weight.detach().to('cpu', torch.float32)
+    mask = stripe_mask.to('cpu')
+    gsize, gpos, gfil, gw, parts = [], [], [], [], []
+    off = 0
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        live = mask[:, i, j].nonzero().flatten().tolist()
+        for a in range(0, len(live), GROUP):
+            fs = live[a:a + GROUP]
+            gsize.append(len(fs))
+            gpos.append(t)
+            gfil.append(fs + [0] * (GROUP - len(fs)))
+            gw.append(off)
+            parts.append(w[fs, :, i, j].t().reshape(-1))
+            off += len(fs) * c
+    i64 = torch.int64
+    return (torch.tensor(gsize, dtype=i64), torch.tensor(gpos, dtype=i64),
+            torch.tensor(gfil, dtype=i64).reshape(-1, GROUP), torch.tensor(gw, dtype=i64),
+            torch.cat(parts).contiguous() if parts else torch.zeros(1))
+
+
+def fused_conv(x: torch.Tensor, tables: Tuple[torch.Tensor, ...], bias: Optional[torch.Tensor], out_channels: int,
+               kernel_size: int, stride: int, padding: int, relu: bool = False) -> Optional[torch.Tensor]:
+    """The stripe conv of ``x`` (B, C, H, W) float32 on the CPU, any strides; the output (B, N, H_out, W_out)
+    takes x's memory format. None when the kernel is unavailable (the caller falls back)."""
+    lib = load()
+    if lib is None:
+        return None
+    from .stripe_conv import _memory_format  # noqa: PLC0415 - no import cycle at module load
+    b, c, h, w = x.shape
+    k, s, p = kernel_size, stride, padding
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    out = torch.empty(b, out_channels, ho, wo, dtype=torch.float32, memory_format=_memory_format(x))
+    gsize, gpos, gfil, gw, wt = tables
+    if bias is not None:
+        bias = bias.detach().to(torch.float32).contiguous()
+    # images in vector lanes for maps narrower than a vector (when there are images enough), else columns
+    mode = 1 if wo < 8 and b >= 8 else 0
+    rc = lib.pff_stripe_conv_f32(x.data_ptr(), b, c, h, w, *x.stride(), k, s, p, out_channels, gsize.numel(),
+                                 gsize.data_ptr(), gpos.data_ptr(), gfil.data_ptr(), gw.data_ptr(), wt.data_ptr(),
+                                 None if bias is None else bias.data_ptr(), out.data_ptr(), ho, wo, *out.stride(),
+                                 mode, int(relu), torch.get_num_threads())
+    if rc != 0:
+        raise MemoryError(f'PFF stripe-conv kernel: out of memory for input {tuple(x.shape)}')
+    return out
