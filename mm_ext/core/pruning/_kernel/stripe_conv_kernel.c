@@ -20,6 +20,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 #define PFF_STRIPE_KERNEL_VERSION 1
 
@@ -81,37 +84,162 @@ static void tile(const float *S, const int64_t *io, int64_t C, int64_t pstride, 
     }
 }
 
-/* Copy image b of x into the zero-filled scratch S at lane `lane` (lanes = 1: planar; 8: interleaved). */
-static void fill(float *S, const float *xb, int64_t C, int64_t H, int64_t W, int64_t xsc, int64_t xsh,
-                 int64_t xsw, int64_t s, int64_t p, int64_t hq, int64_t wq, int64_t lanes, int64_t lane)
+/* 8x8 transpose of r[0..7] (row i, lane j) -> (row j, lane i). */
+static inline void tr8(v8f r[8])
 {
-    int64_t plane = hq * wq;
-    if (s == 1 && lanes == 1 && xsw == 1) {
-        for (int64_t c = 0; c < C; ++c)
-            for (int64_t y = 0; y < H; ++y)
-                memcpy(S + c * plane + (y + p) * wq + p, xb + c * xsc + y * xsh, sizeof(float) * W);
-        return;
-    }
-    if (s == 1 && xsc == 1) { /* channels-last: contiguous reads */
-        int64_t ps = plane * lanes;
-        for (int64_t y = 0; y < H; ++y)
-            for (int64_t x = 0; x < W; ++x) {
-                const float *src = xb + y * xsh + x * xsw;
-                float *dst = S + ((y + p) * wq + x + p) * lanes + lane;
-                for (int64_t c = 0; c < C; ++c) dst[c * ps] = src[c];
-            }
-        return;
-    }
-    for (int64_t c = 0; c < C; ++c)
-        for (int64_t y = 0; y < H; ++y) {
-            int64_t yy = y + p;
-            const float *src = xb + c * xsc + y * xsh;
-            for (int64_t x = 0; x < W; ++x) {
-                int64_t xx = x + p;
-                int64_t pl = ((yy % s) * s + xx % s) * C + c;
-                S[(pl * plane + (yy / s) * wq + xx / s) * lanes + lane] = src[x * xsw];
-            }
+#ifdef __AVX__
+    __m256 t0 = _mm256_unpacklo_ps((__m256)r[0], (__m256)r[1]), t1 = _mm256_unpackhi_ps((__m256)r[0], (__m256)r[1]);
+    __m256 t2 = _mm256_unpacklo_ps((__m256)r[2], (__m256)r[3]), t3 = _mm256_unpackhi_ps((__m256)r[2], (__m256)r[3]);
+    __m256 t4 = _mm256_unpacklo_ps((__m256)r[4], (__m256)r[5]), t5 = _mm256_unpackhi_ps((__m256)r[4], (__m256)r[5]);
+    __m256 t6 = _mm256_unpacklo_ps((__m256)r[6], (__m256)r[7]), t7 = _mm256_unpackhi_ps((__m256)r[6], (__m256)r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = (v8f)_mm256_permute2f128_ps(u0, u4, 0x20); r[1] = (v8f)_mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = (v8f)_mm256_permute2f128_ps(u2, u6, 0x20); r[3] = (v8f)_mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = (v8f)_mm256_permute2f128_ps(u0, u4, 0x31); r[5] = (v8f)_mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = (v8f)_mm256_permute2f128_ps(u2, u6, 0x31); r[7] = (v8f)_mm256_permute2f128_ps(u3, u7, 0x31);
+#else
+    v8f t[8];
+    for (int i = 0; i < 8; ++i) for (int j = 0; j < 8; ++j) t[j][i] = r[i][j];
+    for (int i = 0; i < 8; ++i) r[i] = t[i];
+#endif
+}
+
+/* Zero the scratch outside the data region (stride 1, all lanes filled): the padding border and slack. */
+static void zero_border(float *S, int64_t C, int64_t H, int64_t W, int64_t p, int64_t hq, int64_t wq,
+                        int64_t lanes, int64_t slack)
+{
+    int64_t plane = hq * wq, rb = (wq - p - W) * lanes;
+    for (int64_t c = 0; c < C; ++c) {
+        float *pl = S + c * plane * lanes;
+        memset(pl, 0, sizeof(float) * p * wq * lanes);
+        memset(pl + (p + H) * wq * lanes, 0, sizeof(float) * (hq - p - H) * wq * lanes);
+        for (int64_t y = p; y < p + H; ++y) { /* a few floats a row: no library call */
+            float *left = pl + y * wq * lanes, *right = pl + (y * wq + p + W) * lanes;
+            for (int64_t i = 0; i < p * lanes; ++i) left[i] = 0.f;
+            for (int64_t i = 0; i < rb; ++i) right[i] = 0.f;
         }
+    }
+    memset(S + C * plane * lanes, 0, sizeof(float) * slack);
+}
+
+/* Copy images b0 .. b0+nb-1 of x into the scratch: planar (lanes 1, nb 1) or images in lanes (lanes 8);
+ * element (c, y, x) of image l goes to plane (row phase, column phase, c), row (y+p)/s, column (x+p)/s. */
+static void fill(float *S, const float *x, int64_t b0, int64_t nb, int64_t C, int64_t H, int64_t W,
+                 int64_t xsb, int64_t xsc, int64_t xsh, int64_t xsw, int64_t s, int64_t p, int64_t hq, int64_t wq,
+                 int64_t lanes, int64_t slack, const int64_t *colq)
+{
+    int64_t plane = hq * wq, ps = plane * lanes;
+    if (s == 1 && nb == lanes) zero_border(S, C, H, W, p, hq, wq, lanes, slack);
+    else memset(S, 0, sizeof(float) * (s * s * C * plane * lanes + slack));
+    if (s == 1 && lanes == 1) {
+        const float *xb = x + b0 * xsb;
+        if (xsw == 1) { /* rows are contiguous */
+            for (int64_t c = 0; c < C; ++c)
+                for (int64_t y = 0; y < H; ++y)
+                    memcpy(S + c * plane + (y + p) * wq + p, xb + c * xsc + y * xsh, sizeof(float) * W);
+            return;
+        }
+        if (xsc == 1) { /* channels-last: 8 pixels x 8 channels, transposed */
+            for (int64_t y = 0; y < H; ++y) {
+                int64_t x0 = 0;
+                for (; x0 + 8 <= W; x0 += 8) {
+                    const float *src = xb + y * xsh + x0 * xsw;
+                    float *dst = S + (y + p) * wq + x0 + p;
+                    int64_t c0 = 0;
+                    for (; c0 + 8 <= C; c0 += 8) {
+                        v8f r[8];
+                        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * xsw + c0);
+                        tr8(r);
+                        for (int l = 0; l < 8; ++l) stu(dst + (c0 + l) * plane, r[l]);
+                    }
+                    for (; c0 < C; ++c0)
+                        for (int l = 0; l < 8; ++l) dst[c0 * plane + l] = src[l * xsw + c0];
+                }
+                for (; x0 < W; ++x0)
+                    for (int64_t c = 0; c < C; ++c) S[c * plane + (y + p) * wq + x0 + p] = xb[y * xsh + x0 * xsw + c];
+            }
+            return;
+        }
+    }
+    if (s == 1 && lanes == 8 && nb == 8) {
+        if (xsc == 1) { /* channels-last: 8 images x 8 channels of one pixel, transposed */
+            for (int64_t y = 0; y < H; ++y)
+                for (int64_t xx = 0; xx < W; ++xx) {
+                    const float *src = x + b0 * xsb + y * xsh + xx * xsw;
+                    float *dst = S + ((y + p) * wq + xx + p) * 8;
+                    int64_t c0 = 0;
+                    for (; c0 + 8 <= C; c0 += 8) {
+                        v8f r[8];
+                        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * xsb + c0);
+                        tr8(r);
+                        for (int l = 0; l < 8; ++l) stu(dst + (c0 + l) * ps, r[l]);
+                    }
+                    for (; c0 < C; ++c0)
+                        for (int l = 0; l < 8; ++l) dst[c0 * ps + l] = src[l * xsb + c0];
+                }
+            return;
+        }
+        if (xsw == 1) { /* rows contiguous: 8 images x 8 pixels, transposed */
+            for (int64_t c = 0; c < C; ++c)
+                for (int64_t y = 0; y < H; ++y) {
+                    const float *src = x + b0 * xsb + c * xsc + y * xsh;
+                    float *dst = S + (c * plane + (y + p) * wq + p) * 8;
+                    int64_t x0 = 0;
+                    for (; x0 + 8 <= W; x0 += 8) {
+                        v8f r[8];
+                        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * xsb + x0);
+                        tr8(r);
+                        for (int l = 0; l < 8; ++l) stu(dst + (x0 + l) * 8, r[l]);
+                    }
+                    for (; x0 < W; ++x0)
+                        for (int l = 0; l < 8; ++l) dst[x0 * 8 + l] = src[l * xsb + x0];
+                }
+            return;
+        }
+    }
+    /* general: any strides, polyphase planes for s > 1 (colq[x]: column phase * C * plane + column) */
+    for (int64_t l = 0; l < nb; ++l) {
+        const float *xb = x + (b0 + l) * xsb;
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t y = 0; y < H; ++y) {
+                int64_t yy = y + p;
+                float *row = S + ((((yy % s) * s) * C + c) * plane + (yy / s) * wq) * lanes + l;
+                const float *src = xb + c * xsc + y * xsh;
+                for (int64_t xx = 0; xx < W; ++xx) row[colq[xx] * lanes] = src[xx * xsw];
+            }
+    }
+}
+
+/* Write tile vector k of every filter (SO: N x T vectors) to the output, with the optional ReLU.
+ * Lanes are m output columns (mode 0, lane stride osw) or m images (mode 1, lane stride osb). */
+static void write_tile(const v8f *SO, int64_t k, int64_t N, float *o, int64_t m, int64_t lstride, int64_t osn,
+                       int64_t relu)
+{
+    int64_t n0 = 0;
+    if (osn == 1 && m == 8) { /* filters contiguous: 8 filters x 8 lanes, transposed */
+        for (; n0 + 8 <= N; n0 += 8) {
+            v8f r[8];
+            for (int i = 0; i < 8; ++i) r[i] = relu ? relu8(SO[(n0 + i) * T + k]) : SO[(n0 + i) * T + k];
+            tr8(r);
+            for (int l = 0; l < 8; ++l) stu(o + l * lstride + n0, r[l]);
+        }
+    }
+    if (osn == 1) {
+        for (int64_t l = 0; l < m; ++l)
+            for (int64_t n = n0; n < N; ++n) {
+                float v = SO[n * T + k][l];
+                o[l * lstride + n] = relu && v < 0.f ? 0.f : v;
+            }
+        return;
+    }
+    for (int64_t n = 0; n < N; ++n) {
+        v8f v = relu ? relu8(SO[n * T + k]) : SO[n * T + k];
+        if (m == 8 && lstride == 1) stu(o + n * osn, v);
+        else for (int64_t l = 0; l < m; ++l) o[n * osn + l * lstride] = v[l];
+    }
 }
 
 /* Returns 0, or -1 when scratch memory could not be allocated. */
@@ -132,7 +260,8 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
     if ((p + W - 1) / s + 1 > wq) wq = (p + W - 1) / s + 1;
     int64_t plane = hq * wq, P = s * s * C;
     int64_t pstride = plane * lanes;
-    int64_t sin = (P * plane + 2 * wq + 16) * lanes;     /* slack: mode-0 tail vectors read past a row */
+    int64_t slack = (2 * wq + 16) * lanes;                /* mode-0 tail vectors read past a row */
+    int64_t sin = (P * plane * lanes + slack + 7) / 8 * 8;
     int64_t nslots = mode == 1 ? ho * wo : ho * nvx;
     int64_t ntasks = mode == 1 ? (B + 7) / 8 : B;
     int64_t *goff = malloc(sizeof(int64_t) * (G > 0 ? G : 1));
@@ -142,11 +271,14 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
         int64_t ph = (i % s) * s + j % s;
         goff[g] = (ph * C * plane + (i / s) * wq + j / s) * lanes;
     }
+    int64_t *colq = malloc(sizeof(int64_t) * (W > 0 ? W : 1));
+    if (!colq) { free(goff); return -1; }
+    for (int64_t xx = 0; xx < W; ++xx) colq[xx] = ((xx + p) % s) * C * plane + (xx + p) / s;
     int failed = 0;
     if (nthreads < 1) nthreads = 1;
 #pragma omp parallel num_threads(nthreads)
     {
-        float *S = malloc(sizeof(float) * sin);
+        float *S = aligned_alloc(32, sizeof(float) * sin);
         v8f *SO = aligned_alloc(32, sizeof(v8f) * T * (N > 0 ? N : 1));
         if (!S || !SO) {
 #pragma omp atomic write
@@ -157,9 +289,7 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
             if (!S || !SO) continue;
             int64_t b0 = mode == 1 ? task * 8 : task;
             int64_t nb = mode == 1 ? (B - b0 < 8 ? B - b0 : 8) : 1;
-            memset(S, 0, sizeof(float) * sin);
-            for (int64_t l = 0; l < nb; ++l)
-                fill(S, x + (b0 + l) * xsb, C, H, W, xsc, xsh, xsw, s, p, hq, wq, lanes, l);
+            fill(S, x, b0, nb, C, H, W, xsb, xsc, xsh, xsw, s, p, hq, wq, lanes, sin - P * plane * lanes, colq);
             for (int64_t k0 = 0; k0 < nslots; k0 += T) {
                 int64_t ns = nslots - k0 < T ? nslots - k0 : T;
                 int64_t io[T], oy[T], ox[T];
@@ -173,21 +303,8 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
                 for (int64_t k = 0; k < ns; ++k) {
                     /* lanes of tile vector k: images (mode 1) or output columns (mode 0) */
                     int64_t m = mode == 1 ? nb : (wo - ox[k] < 8 ? wo - ox[k] : 8);
-                    int64_t lstride = mode == 1 ? osb : osw;
-                    float *o = out + b0 * osb + oy[k] * osh + ox[k] * osw;
-                    if (osn == 1) { /* filters contiguous (channels-last): filter loop innermost */
-                        for (int64_t l = 0; l < m; ++l)
-                            for (int64_t n = 0; n < N; ++n) {
-                                float v = SO[n * T + k][l];
-                                o[l * lstride + n] = relu && v < 0.f ? 0.f : v;
-                            }
-                    } else {
-                        for (int64_t n = 0; n < N; ++n) {
-                            v8f v = relu ? relu8(SO[n * T + k]) : SO[n * T + k];
-                            if (m == 8 && lstride == 1) stu(o + n * osn, v);
-                            else for (int64_t l = 0; l < m; ++l) o[n * osn + l * lstride] = v[l];
-                        }
-                    }
+                    write_tile(SO, k, N, out + b0 * osb + oy[k] * osh + ox[k] * osw, m, mode == 1 ? osb : osw,
+                               osn, relu);
                 }
             }
         }
@@ -195,5 +312,6 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
         free(SO);
     }
     free(goff);
+    free(colq);
     return failed ? -1 : 0;
 }
