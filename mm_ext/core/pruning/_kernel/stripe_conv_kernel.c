@@ -38,6 +38,14 @@ static inline v8f relu8(v8f v) { return (v8f)((v8i)v & (v > bcast(0.f))); }  /* 
 
 #define T 8 /* vectors (accumulators) per output tile */
 
+/* Keep a loaded input vector in a register: without this GCC folds the load into every
+ * multiply-add that uses it (F loads instead of one), which makes the loop load-bound. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define KEEP_IN_REG(v) __asm__("" : "+x"(v))
+#else
+#define KEEP_IN_REG(v) ((void)0)
+#endif
+
 /* Microkernel: F filters sharing a live kernel position x V tile vectors (F*V accumulators), all
  * input channels: each loaded input vector feeds F multiply-adds, each weight broadcast V. */
 #define MK(F, V)                                                                                      \
@@ -48,7 +56,7 @@ static void mk##F##x##V(const float *q, const int64_t *io, int64_t C, int64_t ps
     for (int f = 0; f < F; ++f) for (int v = 0; v < V; ++v) acc[f][v] = so[fil[f] * T + v];          \
     for (int64_t c = 0; c < C; ++c, q += pstride, wg += F) {                                          \
         v8f xv[V];                                                                                    \
-        for (int v = 0; v < V; ++v) xv[v] = ldu(q + io[v]);                                           \
+        for (int v = 0; v < V; ++v) { xv[v] = ldu(q + io[v]); KEEP_IN_REG(xv[v]); }                  \
         for (int f = 0; f < F; ++f) {                                                                 \
             v8f wv = bcast(wg[f]);                                                                    \
             for (int v = 0; v < V; ++v) acc[f][v] += xv[v] * wv;                                      \
@@ -138,8 +146,13 @@ static void fill(float *S, const float *x, int64_t b0, int64_t nb, int64_t C, in
         const float *xb = x + b0 * xsb;
         if (xsw == 1) { /* rows are contiguous */
             for (int64_t c = 0; c < C; ++c)
-                for (int64_t y = 0; y < H; ++y)
-                    memcpy(S + c * plane + (y + p) * wq + p, xb + c * xsc + y * xsh, sizeof(float) * W);
+                for (int64_t y = 0; y < H; ++y) { /* short rows: inline vector copy, no library call */
+                    float *dst = S + c * plane + (y + p) * wq + p;
+                    const float *src = xb + c * xsc + y * xsh;
+                    int64_t x0 = 0;
+                    for (; x0 + 8 <= W; x0 += 8) stu(dst + x0, ldu(src + x0));
+                    for (; x0 < W; ++x0) dst[x0] = src[x0];
+                }
             return;
         }
         if (xsc == 1) { /* channels-last: 8 pixels x 8 channels, transposed */
