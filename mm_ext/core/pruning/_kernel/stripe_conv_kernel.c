@@ -37,6 +37,7 @@ static inline v8f bcast(float a) { v8f v = {a, a, a, a, a, a, a, a}; return v; }
 static inline v8f relu8(v8f v) { return (v8f)((v8i)v & (v > bcast(0.f))); }  /* lanewise max(v, 0) */
 
 #define T 8 /* vectors (accumulators) per output tile */
+#define CBLK_BYTES 16384 /* input slice per channel block (L1) */
 
 /* Keep a loaded input vector in a register: without this GCC folds the load into every
  * multiply-add that uses it (F loads instead of one), which makes the loop load-bound. */
@@ -71,7 +72,7 @@ MK(4, 2)
 
 /* One output tile of T vectors for every filter: SO (N x T vectors) = bias + sum over the filter
  * groups (position, <= 4 filters live there, their weights C x F) of the group's products. */
-static void tile(const float *S, const int64_t *io, int64_t C, int64_t pstride, int64_t N,
+static void tile(const float *S, const int64_t *io, int64_t C, int64_t cblk, int64_t pstride, int64_t N,
                  int64_t G, const int64_t *gsize, const int64_t *goff, const int64_t *gfil, const int64_t *gw,
                  const float *wt, const float *bias, v8f *SO)
 {
@@ -79,15 +80,19 @@ static void tile(const float *S, const int64_t *io, int64_t C, int64_t pstride, 
         v8f b = bcast(bias ? bias[n] : 0.f);
         for (int k = 0; k < T; ++k) SO[n * T + k] = b;
     }
-    for (int64_t g = 0; g < G; ++g) {
-        const float *q = S + goff[g];
-        const float *wg = wt + gw[g];
-        const int64_t *fil = gfil + 4 * g;
-        switch (gsize[g]) {
-        case 1: mk1x8(q, io, C, pstride, wg, SO, fil); break;
-        case 2: for (int v = 0; v < T; v += 4) mk2x4(q, io + v, C, pstride, wg, SO + v, fil); break;
-        case 3: for (int v = 0; v < T; v += 2) mk3x2(q, io + v, C, pstride, wg, SO + v, fil); break;
-        default: for (int v = 0; v < T; v += 2) mk4x2(q, io + v, C, pstride, wg, SO + v, fil); break;
+    /* input channels in blocks whose slice of the scratch stays in L1 while every group reads it */
+    for (int64_t c0 = 0; c0 < C; c0 += cblk) {
+        int64_t cn = C - c0 < cblk ? C - c0 : cblk;
+        for (int64_t g = 0; g < G; ++g) {
+            const float *q = S + goff[g] + c0 * pstride;
+            const float *wg = wt + gw[g] + c0 * gsize[g];
+            const int64_t *fil = gfil + 4 * g;
+            switch (gsize[g]) {
+            case 1: mk1x8(q, io, cn, pstride, wg, SO, fil); break;
+            case 2: for (int v = 0; v < T; v += 4) mk2x4(q, io + v, cn, pstride, wg, SO + v, fil); break;
+            case 3: for (int v = 0; v < T; v += 2) mk3x2(q, io + v, cn, pstride, wg, SO + v, fil); break;
+            default: for (int v = 0; v < T; v += 2) mk4x2(q, io + v, cn, pstride, wg, SO + v, fil); break;
+            }
         }
     }
 }
@@ -277,6 +282,10 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
     int64_t sin = (P * plane * lanes + slack + 7) / 8 * 8;
     int64_t nslots = mode == 1 ? ho * wo : ho * nvx;
     int64_t ntasks = mode == 1 ? (B + 7) / 8 : B;
+    /* scratch rows a tile reads, per channel (tile rows + kernel rows - 1): L1 blocking of the channels */
+    int64_t trows = (mode == 1 ? (T + wo - 1) / wo : (T + nvx - 1) / nvx) + dmax + 1;
+    int64_t cblk = CBLK_BYTES / (trows * wq * lanes * (int64_t)sizeof(float) + 1);
+    if (cblk < 8) cblk = 8;
     int64_t *goff = malloc(sizeof(int64_t) * (G > 0 ? G : 1));
     if (!goff) return -1;
     for (int64_t g = 0; g < G; ++g) {
@@ -312,7 +321,7 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
                     else { oy[k] = kk / nvx; ox[k] = (kk % nvx) * 8; }
                     io[k] = (oy[k] * wq + ox[k]) * lanes;
                 }
-                tile(S, io, C, pstride, N, G, gsize, goff, gfil, gw, wt, bias, SO);
+                tile(S, io, C, cblk, pstride, N, G, gsize, goff, gfil, gw, wt, bias, SO);
                 for (int64_t k = 0; k < ns; ++k) {
                     /* lanes of tile vector k: images (mode 1) or output columns (mode 0) */
                     int64_t m = mode == 1 ? nb : (wo - ox[k] < 8 ? wo - ox[k] : 8);
