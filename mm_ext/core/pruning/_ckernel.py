@@ -28,6 +28,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from .stripe_conv import _memory_format
+
 __all__ = ['load', 'enabled', 'fused_tables', 'fused_conv', 'ENV_VAR']
 
 ENV_VAR = 'MM_EXT_PFF_KERNEL'
@@ -91,10 +93,10 @@ def _build(target: Path) -> None:
 def load():
     """The loaded kernel library, building it if needed; None when off or unavailable."""
     global _lib, _tried
+    if _tried:  # the environment is read once, at the first use
+        return _lib
     if not enabled():
         return None
-    if _tried:
-        return _lib
     with _lock:
         if _tried:
             return _lib
@@ -122,8 +124,10 @@ def load():
 
 
 @torch.no_grad()
-def fused_tables(dense_weight: torch.Tensor, stripe_mask: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """The kernel's weight tables for a conv with weight (N, C, K, K) (dead stripes zero) and mask (N, K, K).
+def fused_tables(dense_weight: torch.Tensor, stripe_mask: torch.Tensor,
+                 bias: Optional[torch.Tensor] = None) -> Tuple[Optional[torch.Tensor], ...]:
+    """The kernel's weight tables for a conv with weight (N, C, K, K) (dead stripes zero), mask (N, K, K)
+    and optional bias (N,).
 
     Live stripes are grouped by kernel position, up to :data:`GROUP` filters a group (filters in
     index order), so that one input vector feeds every filter of a group.
@@ -131,7 +135,8 @@ def fused_tables(dense_weight: torch.Tensor, stripe_mask: torch.Tensor) -> Tuple
     Returns:
         tuple: ``gsize`` (G,) filters per group, ``gpos`` (G,) kernel position i·K + j, ``gfil``
         (G, 4) filter indices (unused slots 0), ``gw`` (G,) offset of the group's weights in ``wt``,
-        ``wt`` (float32, C × F per group, channel-major) — int64 tables, all on the CPU.
+        ``wt`` (float32, C × F per group, channel-major), ``bias`` (float32 (N,) or None) — int64
+        tables, all contiguous on the CPU.
     """
     n, c, k, _ = dense_weight.shape
     w = dense_weight.detach().to('cpu', torch.float32)
@@ -152,30 +157,30 @@ def fused_tables(dense_weight: torch.Tensor, stripe_mask: torch.Tensor) -> Tuple
     i64 = torch.int64
     return (torch.tensor(gsize, dtype=i64), torch.tensor(gpos, dtype=i64),
             torch.tensor(gfil, dtype=i64).reshape(-1, GROUP), torch.tensor(gw, dtype=i64),
-            torch.cat(parts).contiguous() if parts else torch.zeros(1))
+            torch.cat(parts).contiguous() if parts else torch.zeros(1),
+            None if bias is None else bias.detach().to('cpu', torch.float32).contiguous())
 
 
-def fused_conv(x: torch.Tensor, tables: Tuple[torch.Tensor, ...], bias: Optional[torch.Tensor], out_channels: int,
-               kernel_size: int, stride: int, padding: int, relu: bool = False) -> Optional[torch.Tensor]:
-    """The stripe conv of ``x`` (B, C, H, W) float32 on the CPU, any strides; the output (B, N, H_out, W_out)
-    takes x's memory format. None when the kernel is unavailable (the caller falls back)."""
-    lib = load()
+def fused_conv(x: torch.Tensor, tables: Tuple[Optional[torch.Tensor], ...], out_channels: int, kernel_size: int,
+               stride: int, padding: int, relu: bool = False) -> Optional[torch.Tensor]:
+    """The stripe conv of ``x`` (B, C, H, W) float32 on the CPU, any strides, with the tables of
+    :func:`fused_tables` (bias included); the output (B, N, H_out, W_out) takes x's memory format.
+    None when the kernel is unavailable (the caller falls back)."""
+    lib = _lib if _tried else load()
     if lib is None:
         return None
-    from .stripe_conv import _memory_format  # noqa: PLC0415 - no import cycle at module load
     b, c, h, w = x.shape
     k, s, p = kernel_size, stride, padding
     ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     out = torch.empty(b, out_channels, ho, wo, dtype=torch.float32, memory_format=_memory_format(x))
-    gsize, gpos, gfil, gw, wt = tables
-    if bias is not None:
-        bias = bias.detach().to(torch.float32).contiguous()
+    gsize, gpos, gfil, gw, wt, bias = tables
     # images in vector lanes for maps narrower than a vector (when there are images enough), else columns
     mode = 1 if wo < 8 and b >= 8 else 0
-    rc = lib.pff_stripe_conv_f32(x.data_ptr(), b, c, h, w, *x.stride(), k, s, p, out_channels, gsize.numel(),
-                                 gsize.data_ptr(), gpos.data_ptr(), gfil.data_ptr(), gw.data_ptr(), wt.data_ptr(),
-                                 None if bias is None else bias.data_ptr(), out.data_ptr(), ho, wo, *out.stride(),
-                                 mode, int(relu), torch.get_num_threads())
+    xs, os_ = x.stride(), out.stride()
+    rc = lib.pff_stripe_conv_f32(x.data_ptr(), b, c, h, w, xs[0], xs[1], xs[2], xs[3], k, s, p, out_channels,
+                                 gsize.numel(), gsize.data_ptr(), gpos.data_ptr(), gfil.data_ptr(), gw.data_ptr(),
+                                 wt.data_ptr(), None if bias is None else bias.data_ptr(), out.data_ptr(), ho, wo,
+                                 os_[0], os_[1], os_[2], os_[3], mode, int(relu), torch.get_num_threads())
     if rc != 0:
         raise MemoryError(f'PFF stripe-conv kernel: out of memory for input {tuple(x.shape)}')
     return out

@@ -159,21 +159,28 @@ class PrunedConv2d(StripeConv2d):
     def fused_runs_kernel(self, x: torch.Tensor) -> bool:
         """Whether ``'fused'`` runs the compiled kernel on x (else it runs ``'nchw'``): float32 CPU
         inference (no autograd through the layer) with the kernel available."""
-        grad = torch.is_grad_enabled() and (x.requires_grad or self.stripe_weight.requires_grad or
-                                            (self.bias is not None and self.bias.requires_grad))
-        return (x.device.type == 'cpu' and compute_dtype(x) == torch.float32 and not grad
-                and self.stripe_weight.device.type == 'cpu' and _ckernel.load() is not None)
+        return self._kernel_applies(x.to(compute_dtype(x))) and _ckernel.load() is not None
+
+    def _kernel_applies(self, x: torch.Tensor) -> bool:
+        """x already in the compute dtype."""
+        if x.dtype is not torch.float32 or x.device.type != 'cpu' or self.stripe_weight.device.type != 'cpu':
+            return False
+        return not torch.is_grad_enabled() or not (x.requires_grad or self.stripe_weight.requires_grad or
+                                                    (self.bias is not None and self.bias.requires_grad))
 
     def _fused_tables(self):
-        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr())
-        if self._fused_cache is None or self._fused_cache[0] != key:
-            self._fused_cache = (key, _ckernel.fused_tables(self.dense_weight(), self.stripe_mask))
-        return self._fused_cache[1]
+        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr(),
+               None if self.bias is None else (self.bias._version, self.bias.data_ptr()))
+        cache = self._fused_cache
+        if cache is None or cache[0] != key:
+            cache = self._fused_cache = (key, _ckernel.fused_tables(self.dense_weight(), self.stripe_mask, self.bias))
+        return cache[1]
 
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_runs_kernel(x):
-            y = _ckernel.fused_conv(x.to(torch.float32), self._fused_tables(), self.bias, self.out_channels,
-                                    self.kernel_size, self.stride, self.padding)
+        """x in the compute dtype."""
+        if self._kernel_applies(x):
+            y = _ckernel.fused_conv(x, self._fused_tables(), self.out_channels, self.kernel_size, self.stride,
+                                    self.padding)
             if y is not None:
                 return y
         return self._stripe_forward(x, 'nchw').contiguous(memory_format=_memory_format(x))
@@ -181,7 +188,8 @@ class PrunedConv2d(StripeConv2d):
     def run_form(self, form: str, x: torch.Tensor) -> torch.Tensor:
         """Output of ``form`` on x (B, C, H, W), whatever the stored form."""
         dt = compute_dtype(x)
-        x = x.to(dt)
+        if x.dtype is not dt:
+            x = x.to(dt)
         if form in ('dense', 'full'):
             return self._forward_dense(x, every_filter=form == 'full')
         if form == 'fused':
