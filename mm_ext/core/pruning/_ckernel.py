@@ -35,7 +35,7 @@ __all__ = ['load', 'enabled', 'fused_tables', 'fused_conv', 'ENV_VAR']
 ENV_VAR = 'MM_EXT_PFF_KERNEL'
 _SRC = Path(__file__).resolve().parent / '_kernel' / 'stripe_conv_kernel.c'
 _VERSION = 1  # pff_stripe_kernel_version() of a matching build
-_BASE_FLAGS = ['-O3', '-std=gnu11', '-fPIC', '-shared', '-march=native']
+_BASE_FLAGS = ['-O3', '-funroll-loops', '-std=gnu11', '-fPIC', '-shared', '-march=native']
 GROUP = 4  # filters per microkernel group (the C kernel has 1-, 2-, 3- and 4-filter microkernels)
 
 _lock = threading.Lock()
