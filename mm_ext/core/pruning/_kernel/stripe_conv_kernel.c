@@ -219,6 +219,21 @@ static void fill(float *S, const float *x, int64_t b0, int64_t nb, int64_t C, in
         }
     }
     /* general: any strides, polyphase planes for s > 1 (colq[x]: column phase * C * plane + column) */
+    if (xsc == 1) { /* channels-last: contiguous reads */
+        for (int64_t l = 0; l < nb; ++l) {
+            const float *xb = x + (b0 + l) * xsb;
+            for (int64_t y = 0; y < H; ++y) {
+                int64_t yy = y + p;
+                float *row = S + ((((yy % s) * s) * C) * plane + (yy / s) * wq) * lanes + l;
+                for (int64_t xx = 0; xx < W; ++xx) {
+                    const float *src = xb + y * xsh + xx * xsw;
+                    float *dst = row + colq[xx] * lanes;
+                    for (int64_t c = 0; c < C; ++c) dst[c * ps] = src[c];
+                }
+            }
+        }
+        return;
+    }
     for (int64_t l = 0; l < nb; ++l) {
         const float *xb = x + (b0 + l) * xsb;
         for (int64_t c = 0; c < C; ++c)
