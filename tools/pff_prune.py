@@ -2,7 +2,7 @@
 """Export a PFF-trained mmpretrain model as physically pruned, deployable models.
 
     python tools/pff_prune.py CONFIG CHECKPOINT [--out PRUNED.pth] [--threshold 0.01]
-        [--form auto|dense|full|flat|gather|nchw] [--dead-blocks keep|exact_drop|shortcut] [--no-plain]
+        [--form auto|dense|full|flat|gather|nchw|fused] [--dead-blocks keep|exact_drop|shortcut] [--no-plain]
 
 Builds the model of CONFIG, loads CHECKPOINT, evaluates it, prunes it (fold the Filter
 Skeleton, drop stripes with |I| <= threshold, remove dead filters and the inputs they fed
@@ -41,8 +41,10 @@ def parse_args(argv=None):
     p.add_argument('--out', help='pruned checkpoint path (default: <checkpoint stem>_pruned.pth next to it)')
     p.add_argument('--heatmap', help='stripe-survival PNG (default: <out stem>_stripes.png)')
     p.add_argument('--threshold', type=float, help='delta; default: the PFFHook threshold of the config, else 0.01')
-    p.add_argument('--form', default='auto', choices=['auto', 'dense', 'full', 'flat', 'gather', 'nchw'],
-                   help="stripe-storage form; 'auto' times every form per layer once, for the largest speed batch")
+    from mm_ext.core.pruning import PrunedConv2d
+    p.add_argument('--form', default='auto', choices=['auto', *PrunedConv2d.FORMS],
+                   help="stripe-storage form; 'auto' times every form per layer once, for the largest speed batch "
+                        "('fused': the compiled CPU kernel, see mm_ext/core/pruning/_ckernel.py)")
     p.add_argument('--dead-blocks', default='keep', choices=['keep', 'exact_drop', 'shortcut'],
                    help='residual blocks with a constant branch (spec decision 5); shortcut is inexact')
     p.add_argument('--fold-bn', action='store_true',

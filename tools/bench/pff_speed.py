@@ -20,6 +20,10 @@ recipe pushes from the first of 160 epochs). The trained model is then exported 
 - ``pff``: stripe storage with the fastest form per layer measured once at export for
   ``--export-batch`` and stored (``form='auto'``); residual-coupled convs compute only their
   live filters; ResNet blocks with a constant residual branch use ``dead_blocks='exact_drop'``.
+  On the CPU the usual winner is ``'fused'``: the compiled stripe-conv kernel of
+  ``mm_ext/core/pruning/_ckernel.py`` (live stripes only, grouped by kernel position, products
+  accumulated in registers, padding / stride / memory layout handled inside); the header line
+  says whether it could be built (else ``'fused'`` is never chosen).
 
 With ``--fold-bn`` (default) every BN that follows a conv is folded into it in *all three* models
 (like-for-like; a residual-coupled pff conv then emits its dead filters' BN constants through its
@@ -53,6 +57,7 @@ import torch.nn.functional as F
 from mm_ext.core.pruning import (CifarResNet, CifarVGG, FilterSkeletonRegularizer, PrunedConv2d, choose_forms,
                                  count_params_flops, equip_filter_skeleton, fold_batchnorm, fold_filter_skeleton,
                                  prune_filter_skeleton, trace_channel_groups, unequip_filter_skeleton)
+from mm_ext.core.pruning import _ckernel
 
 REPO = Path(__file__).resolve().parents[2]
 # per-network defaults of the mask training (override with --alpha / --iters / --warmup-iters)
@@ -284,7 +289,8 @@ def main():
         torch.set_num_threads(args.threads)
     fmt = torch.channels_last if args.memory_format == 'channels_last' else torch.contiguous_format
     print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads (all models), BN folded: {args.fold_bn}, '
-          f'memory format: {args.memory_format} (all models)')
+          f'memory format: {args.memory_format} (all models), fused stripe kernel: '
+          f"{'built' if _ckernel.load() is not None else 'unavailable'}")
     results = {}
     rows = []
     for name in args.models:
