@@ -62,7 +62,8 @@ class CifarBasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        out += identity  # in place (as torchvision's blocks): no new activation tensor; bn2's backward needs no output
+        return self.relu(out)
 
 
 class CifarResNet(nn.Module):
