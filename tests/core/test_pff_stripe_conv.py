@@ -266,3 +266,15 @@ def test_fused_form_falls_back_where_the_kernel_does_not_apply():
     assert not pc.fused_runs_kernel(x.double())
     pc(x).sum().backward()
     assert pc.stripe_weight.grad is not None
+
+
+def test_fused_kernel_relu_epilogue():
+    """The kernel's optional ReLU on the output write (``_ckernel.fused_conv(..., relu=True)``)."""
+    from mm_ext.core.pruning import _ckernel
+    x, weight, mask, bias = _fused_case(3, 1, 9, 16, 2, seed=9)
+    pc = PrunedConv2d.from_dense(weight, mask, bias, 1, 1, form='fused')
+    with torch.no_grad():
+        y = _ckernel.fused_conv(x.contiguous(memory_format=torch.channels_last), pc._fused_tables(), 11, 3, 1, 1,
+                                relu=True)
+    assert y is not None, 'the stripe-conv kernel could not be built (see the RuntimeWarning)'
+    torch.testing.assert_close(y, masked_conv2d(x, weight, mask, bias, 1, 1).relu())

@@ -7,15 +7,20 @@
  * registers: no shifted copies, no partial-sum maps, no scatter. Per image (or group of 8
  * images) the input is copied once into a zero-padded scratch (polyphase planes for a stride
  * s > 1, so that every stripe reads unit-stride vectors), whatever the input's memory layout
- * (strides are passed), and the output is written in whatever layout the strides describe.
+ * (strides are passed; channels-last goes through 8x8 transposes), and the output is written
+ * in whatever layout the strides describe, optionally through a ReLU.
  *
  * Two vector layouts (chosen by the caller, same results up to float rounding order):
  *  - mode 0, pixels in lanes: 8 consecutive output columns of one image per vector (maps >= 8 wide);
  *  - mode 1, images in lanes: the same pixel of 8 images per vector (small maps; batches >= 8).
- * An output tile is 8 vectors (8 accumulators per filter); input channels are processed in blocks
- * whose slice of the scratch stays in L1 while every filter of the layer reads it.
+ * An output tile is T = 8 vectors of every filter. The live stripes are grouped by kernel
+ * position, up to 4 filters a group (the caller builds the groups): a group's microkernel keeps
+ * F filters x V tile vectors of accumulators in registers (4x2, 3x2, 2x4, 1x8) and, per input
+ * channel, loads V input vectors and F weights for F*V multiply-adds. Input channels are taken
+ * in blocks whose slice of the scratch stays in L1 while every group reads it.
  *
- * Plain C99 with GCC/Clang vector extensions; no Python or torch headers. float32 only.
+ * C (gnu11) with GCC/Clang vector extensions (AVX intrinsics for the transposes where available);
+ * no Python or torch headers. float32 only.
  */
 #include <stdint.h>
 #include <stdlib.h>
