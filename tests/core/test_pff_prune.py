@@ -44,7 +44,7 @@ def _sparsify(net, x, seed=0, mask_bn=True):
     return net.eval()
 
 
-@pytest.mark.parametrize('form', ['dense', 'plain', 'auto'])
+@pytest.mark.parametrize('form', ['dense', 'plain', 'auto', 'fused'])
 @pytest.mark.parametrize('body', ['vgg', 'resnet'])
 def test_pruned_model_equals_masked_dense_and_is_smaller(body, form):
     torch.manual_seed(0)
@@ -90,7 +90,8 @@ def test_dead_filter_with_nonzero_bn_output_is_kept():
 
 
 @pytest.mark.parametrize('form,dead_blocks,fold_bn', [('flat', 'keep', False), ('plain', 'keep', False),
-                                                      ('dense', 'exact_drop', False), ('gather', 'exact_drop', True)])
+                                                      ('dense', 'exact_drop', False), ('gather', 'exact_drop', True),
+                                                      ('fused', 'exact_drop', True)])
 def test_pruned_arch_rebuilds_fresh_model_before_loading(form, dead_blocks, fold_bn):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
@@ -258,7 +259,7 @@ def test_count_params_flops_keeps_each_module_mode():
     assert net.training and not net[1].training
 
 
-@pytest.mark.parametrize('form', ['dense', 'flat', 'plain'])
+@pytest.mark.parametrize('form', ['dense', 'flat', 'plain', 'fused'])
 def test_fold_batchnorm_keeps_outputs_including_dead_residual_filters(form):
     net, x = _dead_block_net()
     with torch.no_grad():
