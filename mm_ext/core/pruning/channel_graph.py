@@ -170,7 +170,8 @@ def trace_channel_groups(root: nn.Module, example_input: torch.Tensor) -> Dict[s
                 ok = False
             if not ok:
                 tgt = cur.target if cur.op != 'call_function' else getattr(cur.target, '__name__', cur.target)
-                fail(f'reaches {cur.op} {tgt}' if cur.target not in (operator.add, operator.iadd) else 'reaches a residual add')
+                residual = cur.target in (operator.add, operator.iadd)
+                fail('reaches a residual add' if residual else f'reaches {cur.op} {tgt}')
                 continue
             if shape is None or len(shape) not in (2, 4) or shape[1] != n_out:
                 fail(f'{cur.name} does not preserve the channel axis (shape {shape})')

@@ -211,8 +211,9 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
     """Time every form of each :class:`PrunedConv2d` of ``model`` on its own input and store the fastest.
 
     Runs once at export: the model is run on ``example_input`` to capture each layer's
-    input, then every form is timed round-robin on that input (best of ``repeats``); a
-    stripe form must beat the dense forms by ``stripe_margin``. The choice is written to
+    input, then every form is timed round-robin on that input (best of ``repeats``); a torch
+    stripe form (``'flat'``, ``'gather'``, ``'nchw'``) must beat the others by ``stripe_margin``;
+    ``'fused'`` is timed only where it runs its compiled kernel. The choice is written to
     each layer's ``form`` (saved in the state dict); ``forward`` never times anything.
     With one CPU thread the forms are timed by the thread's CPU time (robust to other
     processes on a shared machine), else by wall-clock time.
@@ -260,6 +261,7 @@ def choose_forms(model: nn.Module, example_input: torch.Tensor, forward=None, re
                 if x.is_cuda:
                     torch.cuda.synchronize(x.device)
                 times[f].append(clock() - t0)
-        best = {f: min(t) * (1.0 if f in ('dense', 'full', 'fused') else 1.0 + stripe_margin) for f, t in times.items()}
+        best = {f: min(t) * (1.0 if f in ('dense', 'full', 'fused') else 1.0 + stripe_margin)
+                for f, t in times.items()}
         m.form = chosen[name] = min(best, key=best.get)
     return chosen
