@@ -296,6 +296,13 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
     int64_t hq = ho + dmax, wq = wcols + dmax;
     if ((p + H - 1) / s + 1 > hq) hq = (p + H - 1) / s + 1;
     if ((p + W - 1) / s + 1 > wq) wq = (p + W - 1) / s + 1;
+    /* mode 0: rows of a whole number of vectors, and the scratch viewed from lm floats past an aligned
+     * start, so that the copied data (column p) and the centre column's loads are 32-byte aligned */
+    int64_t lm = 0;
+    if (mode == 0) {
+        wq = (wq + 7) / 8 * 8;
+        if (s == 1) lm = (8 - p % 8) % 8;
+    }
     int64_t plane = hq * wq, P = s * s * C;
     int64_t pstride = plane * lanes;
     int64_t slack = (2 * wq + 16) * lanes;                /* mode-0 tail vectors read past a row */
@@ -320,7 +327,7 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
     if (nthreads < 1) nthreads = 1;
 #pragma omp parallel num_threads(nthreads)
     {
-        float *S = aligned_alloc(32, sizeof(float) * sin);
+        float *S0 = aligned_alloc(32, sizeof(float) * (sin + 8)), *S = S0 ? S0 + lm : NULL;
         v8f *SO = aligned_alloc(32, sizeof(v8f) * T * (N > 0 ? N : 1));
         if (!S || !SO) {
 #pragma omp atomic write
@@ -350,7 +357,7 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
                 }
             }
         }
-        free(S);
+        free(S0);
         free(SO);
     }
     free(goff);
