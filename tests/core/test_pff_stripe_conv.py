@@ -278,3 +278,17 @@ def test_fused_kernel_relu_epilogue():
                                 relu=True)
     assert y is not None, 'the stripe-conv kernel could not be built (see the RuntimeWarning)'
     torch.testing.assert_close(y, masked_conv2d(x, weight, mask, bias, 1, 1).relu())
+
+
+def test_fused_form_without_the_kernel_runs_nchw_and_is_never_chosen(monkeypatch):
+    """No C compiler (or MM_EXT_PFF_KERNEL=0): 'fused' gives the same values through 'nchw', and
+    choose_forms does not time it."""
+    from mm_ext.core.pruning import _ckernel
+    monkeypatch.setattr(_ckernel, '_lib', None)
+    monkeypatch.setattr(_ckernel, '_tried', True)
+    x, weight, mask, bias = _fused_case(3, 2, 9, 10, 3, seed=10)
+    pc = PrunedConv2d.from_dense(weight, mask, bias, 2, 1, form='fused')
+    with torch.no_grad():
+        assert not pc.fused_runs_kernel(x)
+        torch.testing.assert_close(pc(x), masked_conv2d(x, weight, mask, bias, 2, 1))
+        assert choose_forms(nn.Sequential(pc), x)['0'] != 'fused'
