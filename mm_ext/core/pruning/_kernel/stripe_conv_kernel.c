@@ -147,11 +147,17 @@ static void zero_border(float *S, int64_t C, int64_t H, int64_t W, int64_t p, in
  * element (c, y, x) of image l goes to plane (row phase, column phase, c), row (y+p)/s, column (x+p)/s. */
 static void fill(float *S, const float *x, int64_t b0, int64_t nb, int64_t C, int64_t H, int64_t W,
                  int64_t xsb, int64_t xsc, int64_t xsh, int64_t xsw, int64_t s, int64_t p, int64_t hq, int64_t wq,
-                 int64_t lanes, int64_t slack, const int64_t *colq)
+                 int64_t lanes, int64_t slack, const int64_t *colq, int *bordered)
 {
     int64_t plane = hq * wq, ps = plane * lanes;
-    if (s == 1 && nb == lanes) zero_border(S, C, H, W, p, hq, wq, lanes, slack);
-    else memset(S, 0, sizeof(float) * (s * s * C * plane * lanes + slack));
+    if (s == 1 && nb == lanes) {
+        /* the data region is the same for every image and the border is never written: zero it once */
+        if (!*bordered) zero_border(S, C, H, W, p, hq, wq, lanes, slack);
+        *bordered = 1;
+    } else {
+        memset(S, 0, sizeof(float) * (s * s * C * plane * lanes + slack));
+        *bordered = 1;
+    }
     if (s == 1 && lanes == 1) {
         const float *xb = x + b0 * xsb;
         if (xsw == 1) { /* rows are contiguous */
@@ -329,6 +335,7 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
     {
         float *S0 = aligned_alloc(32, sizeof(float) * (sin + 8)), *S = S0 ? S0 + lm : NULL;
         v8f *SO = aligned_alloc(32, sizeof(v8f) * T * (N > 0 ? N : 1));
+        int bordered = 0; /* this thread's scratch has its zero border */
         if (!S || !SO) {
 #pragma omp atomic write
             failed = 1;
@@ -338,7 +345,8 @@ int pff_stripe_conv_f32(const float *x, int64_t B, int64_t C, int64_t H, int64_t
             if (!S || !SO) continue;
             int64_t b0 = mode == 1 ? task * 8 : task;
             int64_t nb = mode == 1 ? (B - b0 < 8 ? B - b0 : 8) : 1;
-            fill(S, x, b0, nb, C, H, W, xsb, xsc, xsh, xsw, s, p, hq, wq, lanes, sin - P * plane * lanes, colq);
+            fill(S, x, b0, nb, C, H, W, xsb, xsc, xsh, xsw, s, p, hq, wq, lanes, sin - P * plane * lanes, colq,
+                 &bordered);
             for (int64_t k0 = 0; k0 < nslots; k0 += T) {
                 int64_t ns = nslots - k0 < T ? nslots - k0 : T;
                 int64_t io[T], oy[T], ox[T];
