@@ -30,8 +30,9 @@ class PrunedConv2d(StripeConv2d):
     - ``'fused'``: the compiled CPU kernel of :mod:`._ckernel`: one pass per layer that multiplies
       only the live stripes, grouped by kernel position (up to 4 filters share each loaded input
       vector) and accumulated in registers, with padding, stride and memory layouts handled
-      inside: no shifted copies, partial-sum maps or scatter. It runs for float32 CPU inference;
-      otherwise (autograd, other dtypes or devices, no C compiler) it runs ``'nchw'`` (same values).
+      inside: no shifted copies, partial-sum maps or scatter. It runs for float32 CPU inference
+      (under ``torch.no_grad()`` / ``torch.inference_mode()``, or with frozen weights); otherwise
+      (autograd, other dtypes or devices, no C compiler) it runs ``'nchw'`` (same values).
 
     Every form returns its output in the input's memory format (``torch.channels_last`` in,
     channels-last out; the dense forms then run oneDNN's channels-last convs, and pooling
