@@ -4,30 +4,24 @@ One call computes a whole stripe-pruned conv: only live stripes are multiplied, 
 product is accumulated in registers (no shifted copies, partial-sum maps or scatter), the
 zero padding, the polyphase split of a strided conv and the input/output memory layouts
 are handled inside (strides are passed). Plain C with GCC/Clang vector extensions (no
-Python or torch headers), compiled with the system C compiler the first time it is needed
-(well under a second), cached under ``$MM_EXT_CACHE/kernels`` (default
-``~/.cache/mm-ext/kernels``; the file name carries a hash of the source, the flags and the
-CPU's feature flags, since it is built with ``-march=native``), loaded with :mod:`ctypes`.
+Python or torch headers), built with ``-march=native`` (the CPU's feature flags are part of
+the cache key) and OpenMP where the compiler has it, on first use, cached and loaded by
+:mod:`mm_ext.core._cbuild`.
 
-If no compiler is found or the build fails, :func:`load` warns once and returns None; the
-``'fused'`` form then runs the ``'nchw'`` stripe form (same values). ``MM_EXT_PFF_KERNEL=0``
-turns the kernel off.
+If it cannot be built, :func:`load` returns None (``_cbuild`` warns once) and the ``'fused'``
+form runs the ``'nchw'`` stripe form (same values). ``MM_EXT_PFF_KERNEL=0`` turns the kernel
+off (read at the first use).
 """
 import ctypes
 import hashlib
-import os
 import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
 import warnings
 from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
 
+from .._cbuild import kernel_enabled, load_library
 from .stripe_conv import _memory_format
 
 __all__ = ['load', 'enabled', 'fused_tables', 'fused_conv', 'ENV_VAR']
@@ -35,92 +29,53 @@ __all__ = ['load', 'enabled', 'fused_tables', 'fused_conv', 'ENV_VAR']
 ENV_VAR = 'MM_EXT_PFF_KERNEL'
 _SRC = Path(__file__).resolve().parent / '_kernel' / 'stripe_conv_kernel.c'
 _VERSION = 1  # pff_stripe_kernel_version() of a matching build
-_BASE_FLAGS = ['-O3', '-funroll-loops', '-std=gnu11', '-fPIC', '-shared', '-march=native']
+_CFLAGS = ['-O3', '-funroll-loops', '-std=gnu11', '-fPIC', '-shared', '-march=native']
 GROUP = 4  # filters per microkernel group (the C kernel has 1-, 2-, 3- and 4-filter microkernels)
 
-_lock = threading.Lock()
 _lib = None
 _tried = False
 
 
 def enabled() -> bool:
     """Whether the environment allows the kernel (``MM_EXT_PFF_KERNEL`` not ``0``)."""
-    return os.environ.get(ENV_VAR, '1').strip().lower() not in ('0', 'false', 'no', 'off')
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get('MM_EXT_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'mm-ext')
-    return Path(root) / 'kernels'
+    return kernel_enabled(ENV_VAR)
 
 
 def _cpu_tag() -> str:
     """A hash of the CPU's feature flags: a ``-march=native`` build only runs where it was built."""
-    flags = platform.processor() or platform.machine()
+    flags = ''
     try:
         with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith(('flags', 'Features')):
-                    flags = line
-                    break
+            flags = next((line for line in f if line.startswith(('flags', 'Features'))), '')
     except OSError:
         pass
-    return hashlib.sha1(flags.encode()).hexdigest()[:8]
+    return hashlib.sha1((flags or platform.processor() or platform.machine()).encode()).hexdigest()[:8]
 
 
-def _build(target: Path) -> None:
-    """Compile the kernel to ``target`` (with OpenMP when the compiler has it; written then renamed)."""
-    cc = os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc') or shutil.which('clang')
-    if not cc:
-        raise RuntimeError('no C compiler found (set CC, or install gcc)')
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.stem + '.', suffix='.tmp', dir=target.parent)
-    os.close(fd)
-    try:
-        errors = []
-        for extra in (['-fopenmp'], []):
-            cmd = [cc, *_BASE_FLAGS, *extra, '-o', tmp, str(_SRC)]
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if res.returncode == 0:
-                os.replace(tmp, target)
-                return
-            errors.append(f'{" ".join(cmd)} failed:\n{res.stderr[-1500:]}')
-        raise RuntimeError('\n'.join(errors))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _setup(lib: ctypes.CDLL) -> None:
+    lib.pff_stripe_kernel_version.restype = ctypes.c_int64
+    if lib.pff_stripe_kernel_version() != _VERSION:
+        raise RuntimeError(f'{lib._name} is a different kernel version; delete it')
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn = lib.pff_stripe_conv_f32
+    fn.restype = ctypes.c_int
+    fn.argtypes = [p] + [i64] * 8 + [i64] * 3 + [i64, i64] + [p] * 6 + [p] + [i64] * 6 + [i64] * 3
 
 
-def load():
-    """The loaded kernel library, building it if needed; None when off or unavailable."""
+def load() -> Optional[ctypes.CDLL]:
+    """The loaded kernel library, building it if needed (with OpenMP, else without); None when off
+    or unavailable. The result is kept: ``forward`` does not read the environment again."""
     global _lib, _tried
-    if _tried:  # the environment is read once, at the first use
+    if _tried:
         return _lib
-    if not enabled():
-        return None
-    with _lock:
-        if _tried:
-            return _lib
-        try:
-            digest = hashlib.sha1(_SRC.read_bytes() + ' '.join(_BASE_FLAGS).encode()).hexdigest()[:16]
-            target = _cache_dir() / f'pff_stripe-{digest}-{_cpu_tag()}-{sys.platform}-{platform.machine()}.so'
-            if not target.exists():
-                _build(target)
-            lib = ctypes.CDLL(str(target))
-            lib.pff_stripe_kernel_version.restype = ctypes.c_int64
-            if lib.pff_stripe_kernel_version() != _VERSION:
-                raise RuntimeError(f'{target} is a different kernel version; delete it')
-            p, i64 = ctypes.c_void_p, ctypes.c_int64
-            fn = lib.pff_stripe_conv_f32
-            fn.restype = ctypes.c_int
-            fn.argtypes = [p] + [i64] * 8 + [i64] * 3 + [i64, i64] + [p] * 6 + [p] + [i64] * 6 + [i64] * 3
-            _lib = lib
-        except Exception as e:  # no compiler, read-only cache, ...: the 'nchw' form runs instead
-            warnings.warn(f"mm_ext PFF: the compiled stripe-conv kernel is unavailable ({e}); the 'fused' form "
-                          f"runs the 'nchw' stripe form instead (same values, slower). Set {ENV_VAR}=0 to silence "
-                          'this.', RuntimeWarning, stacklevel=3)
-            _lib = None
-        _tried = True
-    return _lib
+    tag = _cpu_tag()
+    with warnings.catch_warnings():  # a compiler without OpenMP: the serial build below is tried
+        warnings.simplefilter('ignore', RuntimeWarning)
+        lib = load_library('pff_stripe', _SRC, _CFLAGS + ['-fopenmp'], ENV_VAR, _setup, tag=tag)
+    if lib is None and enabled():
+        lib = load_library('pff_stripe_serial', _SRC, _CFLAGS, ENV_VAR, _setup, tag=tag)
+    _lib, _tried = lib, True
+    return lib
 
 
 @torch.no_grad()
