@@ -113,3 +113,20 @@ def test_kernel_pair_sweep_equals_dense_iou(thr, fine_bands):
                                               labels=None if lab is None else lab.numpy())
             got = list(zip(*uv.tolist()))
             assert len(got) == len(set(got)) and set(got) == want, (thr, seed, lab is None)
+
+
+def test_kernel_is_thread_safe():
+    """ctypes releases the GIL: four threads call the kernel at once (per-thread work buffers of
+    different sizes); every result equals the same call made alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = []
+    for k in range(8):
+        d = clustered_detections((200, 1500)[k % 2], seed=30 + k)
+        inputs.append([d[key] for key in ('boxes', 'scores', 'noh_scores', 'noh_boxes')])
+    want = [noh_nms(*args) for args in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda args: noh_nms(*args), inputs))
+            for (k1, s1), (k2, s2) in zip(want, got):
+                assert torch.equal(k1, k2) and torch.equal(s1, s2)
