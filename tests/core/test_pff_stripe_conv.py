@@ -222,11 +222,12 @@ def _fused_case(k, s, h, w, b, seed, c=6, n=11, keep=0.4):
 
 
 @pytest.mark.parametrize('k,s,p', [(3, 1, 1), (3, 2, 1), (5, 1, 2), (5, 2, 2), (1, 1, 0), (1, 2, 0), (5, 1, 1)])
-@pytest.mark.parametrize('hw', [(9, 6), (17, 19), (4, 3)])
+@pytest.mark.parametrize('hw', [(9, 6), (17, 19), (4, 3), (6, 9)])  # (6, 9), k 5 p 1: images in lanes, W >= 8
 @pytest.mark.parametrize('b', [1, 9])  # 9: images-in-lanes layout with a partial group of 8 (narrow maps)
-def test_fused_kernel_equals_masked_conv(k, s, p, hw, b):
+@pytest.mark.parametrize('c', [6, 10])  # 10: the 8x8-transposed channels-last copies into the scratch
+def test_fused_kernel_equals_masked_conv(k, s, p, hw, b, c):
     """The compiled 'fused' kernel (float32 CPU inference) against the masked dense conv, every layout."""
-    x, weight, mask, bias = _fused_case(k, s, *hw, b, seed=k * 100 + s * 10 + hw[0] + b)
+    x, weight, mask, bias = _fused_case(k, s, *hw, b, seed=k * 100 + s * 10 + hw[0] + b, c=c)
     ref = masked_conv2d(x, weight, mask, bias, s, p)
     pc = PrunedConv2d.from_dense(weight, mask, bias, s, p, form='fused')
     with torch.no_grad():

@@ -125,6 +125,20 @@ static inline void tr8(v8f r[8])
 #endif
 }
 
+/* dst[i * ds + l] = src[l * rs + i] for i < n, l < 8: 8 source rows of n floats, transposed in 8x8 blocks. */
+static inline void gather_t8(float *dst, int64_t ds, const float *src, int64_t rs, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f r[8];
+        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * rs + i);
+        tr8(r);
+        for (int l = 0; l < 8; ++l) stu(dst + (i + l) * ds, r[l]);
+    }
+    for (; i < n; ++i)
+        for (int l = 0; l < 8; ++l) dst[i * ds + l] = src[l * rs + i];
+}
+
 /* Zero the scratch outside the data region (stride 1, all lanes filled): the padding border and slack. */
 static void zero_border(float *S, int64_t C, int64_t H, int64_t W, int64_t p, int64_t hq, int64_t wq,
                         int64_t lanes, int64_t slack)
@@ -174,19 +188,8 @@ static void fill(float *S, const float *x, int64_t b0, int64_t nb, int64_t C, in
         if (xsc == 1) { /* channels-last: 8 pixels x 8 channels, transposed */
             for (int64_t y = 0; y < H; ++y) {
                 int64_t x0 = 0;
-                for (; x0 + 8 <= W; x0 += 8) {
-                    const float *src = xb + y * xsh + x0 * xsw;
-                    float *dst = S + (y + p) * wq + x0 + p;
-                    int64_t c0 = 0;
-                    for (; c0 + 8 <= C; c0 += 8) {
-                        v8f r[8];
-                        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * xsw + c0);
-                        tr8(r);
-                        for (int l = 0; l < 8; ++l) stu(dst + (c0 + l) * plane, r[l]);
-                    }
-                    for (; c0 < C; ++c0)
-                        for (int l = 0; l < 8; ++l) dst[c0 * plane + l] = src[l * xsw + c0];
-                }
+                for (; x0 + 8 <= W; x0 += 8)
+                    gather_t8(S + (y + p) * wq + x0 + p, plane, xb + y * xsh + x0 * xsw, xsw, C);
                 for (; x0 < W; ++x0)
                     for (int64_t c = 0; c < C; ++c) S[c * plane + (y + p) * wq + x0 + p] = xb[y * xsh + x0 * xsw + c];
             }
@@ -196,36 +199,14 @@ static void fill(float *S, const float *x, int64_t b0, int64_t nb, int64_t C, in
     if (s == 1 && lanes == 8 && nb == 8) {
         if (xsc == 1) { /* channels-last: 8 images x 8 channels of one pixel, transposed */
             for (int64_t y = 0; y < H; ++y)
-                for (int64_t xx = 0; xx < W; ++xx) {
-                    const float *src = x + b0 * xsb + y * xsh + xx * xsw;
-                    float *dst = S + ((y + p) * wq + xx + p) * 8;
-                    int64_t c0 = 0;
-                    for (; c0 + 8 <= C; c0 += 8) {
-                        v8f r[8];
-                        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * xsb + c0);
-                        tr8(r);
-                        for (int l = 0; l < 8; ++l) stu(dst + (c0 + l) * ps, r[l]);
-                    }
-                    for (; c0 < C; ++c0)
-                        for (int l = 0; l < 8; ++l) dst[c0 * ps + l] = src[l * xsb + c0];
-                }
+                for (int64_t xx = 0; xx < W; ++xx)
+                    gather_t8(S + ((y + p) * wq + xx + p) * 8, ps, x + b0 * xsb + y * xsh + xx * xsw, xsb, C);
             return;
         }
         if (xsw == 1) { /* rows contiguous: 8 images x 8 pixels, transposed */
             for (int64_t c = 0; c < C; ++c)
-                for (int64_t y = 0; y < H; ++y) {
-                    const float *src = x + b0 * xsb + c * xsc + y * xsh;
-                    float *dst = S + (c * plane + (y + p) * wq + p) * 8;
-                    int64_t x0 = 0;
-                    for (; x0 + 8 <= W; x0 += 8) {
-                        v8f r[8];
-                        for (int l = 0; l < 8; ++l) r[l] = ldu(src + l * xsb + x0);
-                        tr8(r);
-                        for (int l = 0; l < 8; ++l) stu(dst + (x0 + l) * 8, r[l]);
-                    }
-                    for (; x0 < W; ++x0)
-                        for (int l = 0; l < 8; ++l) dst[x0 * 8 + l] = src[l * xsb + x0];
-                }
+                for (int64_t y = 0; y < H; ++y)
+                    gather_t8(S + (c * plane + (y + p) * wq + p) * 8, 8, x + b0 * xsb + c * xsc + y * xsh, xsb, W);
             return;
         }
     }
