@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
-__all__ = ['load_library', 'kernel_enabled', 'cache_dir', 'reset']
+__all__ = ['load_library', 'kernel_enabled', 'cache_dir']
 
 _lock = threading.Lock()
 _loaded: Dict[str, Optional[ctypes.CDLL]] = {}  # name -> library (None: tried and failed)
@@ -40,15 +40,6 @@ def cache_dir() -> Path:
     """``$MM_EXT_CACHE/kernels`` (default ``~/.cache/mm-ext/kernels``)."""
     root = os.environ.get('MM_EXT_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'mm-ext')
     return Path(root) / 'kernels'
-
-
-def reset(name: Optional[str] = None) -> None:
-    """Forget a loaded (or failed) kernel, or all of them, so that the next load tries again."""
-    with _lock:
-        if name is None:
-            _loaded.clear()
-        else:
-            _loaded.pop(name, None)
 
 
 def _build(source: Path, cflags: Sequence[str], target: Path) -> None:

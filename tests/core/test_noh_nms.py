@@ -334,4 +334,3 @@ def test_convert_detectron2_noh_renames_and_refuses_unknown_keys():
     assert dropped == ['pixel_mean'] and torch.equal(out['backbone.layer1.0.bn1.running_var'], torch.ones(3))
     with pytest.raises(ValueError, match='res6'):
         convert_detectron2_noh({'backbone.bottom_up.res6.0.conv1.weight': torch.zeros(1)})
-

@@ -3,8 +3,8 @@
 
 ``noh_nms`` is timed on its default CPU path (the compiled sequential kernel, see
 ``mm_ext.core.nms._ckernel``) and, in the ``vectorised`` column, on the vectorised numpy rounds
-(its fallback, ``MM_EXT_NMS_KERNEL=0``; on CUDA the rounds are the only path). All run on the same clustered pedestrian detections (a 1400 x 800 image,
-10 detections per person, half of the people in overlapping pairs; see
+(its fallback, ``MM_EXT_NMS_KERNEL=0``; on CUDA the rounds are the only path). All run on the
+same clustered pedestrian detections (a 1400 x 800 image, 10 detections per person, half of the people in overlapping pairs; see
 ``mm_ext.core.nms.testing``) at N = 100, 300, 1000, 3000, on the CPU and, when
 present, on CUDA. Times are medians over repeats, measured in this run; greedy and noh_nms are called
 alternately in one loop (1 s per size), so a change of the machine's load hits both alike.

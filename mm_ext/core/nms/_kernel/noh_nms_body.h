@@ -4,8 +4,8 @@
  * The algorithm is the one-pick-at-a-time loop of spec noh-nms.md 4.2 (the same as
  * mm_ext.core.nms.testing.crowd_nms_reference), with
  *   - the overlapping pairs (IoU > t, same label, non-empty boxes) found once by a sweep
- *     over the boxes sorted by x1 (anchor i, partner j with 0 <= x1_j - x1_i < (1 - t) w_i,
- *     the 1-D IoU bound along x), the exact IoU only for those candidates;
+ *     over the boxes sorted by (label, horizontal band, x1) (see find_pairs), the exact IoU
+ *     only for the candidates;
  *   - the next pick = the better of the head of the initial score order (boxes whose score
  *     never changed) and the top of a max-heap of rescored boxes (lazy deletion: a score only
  *     decreases, and every decrease pushes a new entry); order: score desc, index asc.
@@ -77,7 +77,6 @@ static int64_t FN(find_pairs)(int64_t n, const REAL *b, const uint8_t *alive, co
     double *syrel = sxd + n, *sh = syrel + n;
     int64_t *sgrp = (int64_t *)(sh + n);
     REAL *sx1 = (REAL *)(sgrp + n), *sy1 = sx1 + n, *sx2 = sy1 + n, *sy2 = sx2 + n, *sarea = sy2 + n;
-    int64_t *slab = (int64_t *)key2; /* reused after the sorts (int64 per sorted position) */
     int64_t m = 0, npairs = 0;
     int64_t cap = (int64_t)(ws[WS_PAIRS].cap / (2 * sizeof(int32_t)));
     *pairs_out = pairs;
@@ -116,7 +115,7 @@ static int64_t FN(find_pairs)(int64_t n, const REAL *b, const uint8_t *alive, co
         key[a] = (uint64_t)((int64_t)floor(yrel) + nb + (by_label ? (labels[i] - lmin) * stride : 0));
     }
     radix_sort(&key, &idx, &key2, &idx2, m); /* stable: by (group, x1) */
-    slab = (int64_t *)key2;
+    int64_t *slab = (int64_t *)key2; /* the spare key buffer after the sorts: labels in sorted order */
     for (int64_t a = 0; a < m; a++) { /* sorted copies: the sweep reads memory in order */
         const REAL *bi = b + 4 * idx[a];
         sx1[a] = bi[0];
