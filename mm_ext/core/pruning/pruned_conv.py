@@ -100,6 +100,10 @@ class PrunedConv2d(StripeConv2d):
         """Indices (N_live,) of filters with at least one live stripe."""
         return self.stripe_mask.flatten(1).any(1).nonzero().flatten()
 
+    def _weights_key(self) -> Tuple:
+        """Changes when the stripe weights (in place or replaced) or the mask change: the caches' key."""
+        return self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr()
+
     def _dense_parts(self, dtype, memory_format=torch.contiguous_format, every_filter: bool = False
                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[int, int]]:
         """(weight (N_live, C, 2dh+1, 2dw+1) in ``memory_format``, live index or None when every
@@ -117,8 +121,7 @@ class PrunedConv2d(StripeConv2d):
 
         if torch.is_grad_enabled() and self.stripe_weight.requires_grad:
             return build()  # differentiable (fine-tuning)
-        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr(), dtype,
-               memory_format, every_filter)
+        key = self._weights_key() + (dtype, memory_format, every_filter)
         cache = self._dense_cache if isinstance(self._dense_cache, dict) else {}
         if key not in cache:
             with torch.no_grad():
@@ -170,8 +173,7 @@ class PrunedConv2d(StripeConv2d):
                                                     (self.bias is not None and self.bias.requires_grad))
 
     def _fused_tables(self):
-        key = (self.stripe_weight._version, self.stripe_weight.data_ptr(), self.stripe_mask.data_ptr(),
-               None if self.bias is None else (self.bias._version, self.bias.data_ptr()))
+        key = self._weights_key() + (None if self.bias is None else (self.bias._version, self.bias.data_ptr()),)
         cache = self._fused_cache
         if cache is None or cache[0] != key:
             cache = self._fused_cache = (key, _ckernel.fused_tables(self.dense_weight(), self.stripe_mask, self.bias))
