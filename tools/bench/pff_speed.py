@@ -32,9 +32,9 @@ bias). All three models and the inputs use the same memory format (``--memory-fo
 too, 1.2-3x faster than NCHW on these narrow nets) and the same thread count (``--threads``);
 the pff forms are chosen in that format, once, and stored in ``work_dirs/bench/`` (a later run
 with the same masks, format, threads and export batch reads them: export and timing can run
-separately; ``--no-reuse-forms`` chooses again). ``--per-layer`` prints, per conv, its FLOPs share, its
-kept FLOPs, the dense and pff times and the stored form. Every export is checked against the masked dense model. The last two lines are
-``pff vgg16 speedup at batch 64: <x> (flops ratio <r>)`` and the same for resnet56
+separately; ``--no-reuse-forms`` chooses again). ``--per-layer`` prints, per conv, its FLOPs share,
+its kept FLOPs, the dense and pff times and the stored form. Every export is checked against the
+masked dense model. The last two lines are ``pff vgg16 speedup at batch 64: <x> (flops ratio <r>)`` and the same for resnet56
 (x = dense / pff time, r = pff FLOPs / dense FLOPs; goal x >= 0.5 / r).
 
     python tools/bench/pff_speed.py [--batches 1 64] [--iters 300] [--threads N]
