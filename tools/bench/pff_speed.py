@@ -34,8 +34,8 @@ the pff forms are chosen in that format, once, and stored in ``work_dirs/bench/`
 with the same masks, format, threads and export batch reads them: export and timing can run
 separately; ``--no-reuse-forms`` chooses again). ``--per-layer`` prints, per conv, its FLOPs share,
 its kept FLOPs, the dense and pff times and the stored form. Every export is checked against the
-masked dense model. The last two lines are ``pff vgg16 speedup at batch 64: <x> (flops ratio <r>)`` and the same for resnet56
-(x = dense / pff time, r = pff FLOPs / dense FLOPs; goal x >= 0.5 / r).
+masked dense model. The last two lines are ``pff vgg16 speedup at batch 64: <x> (flops ratio <r>)``
+and the same for resnet56 (x = dense / pff time, r = pff FLOPs / dense FLOPs; goal x >= 0.5 / r).
 
     python tools/bench/pff_speed.py [--batches 1 64] [--iters 300] [--threads N]
         [--memory-format channels_last|contiguous] [--per-layer]
